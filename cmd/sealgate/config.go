@@ -1,0 +1,204 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"sealgate/enforcement"
+)
+
+// Config is the whole configuration, from SEALGATE_* variables. The form
+// tag says what a valid value looks like, for error messages.
+type Config struct {
+	Listen          string        `env:"LISTEN" envDefault:":2525" form:"comma-separated host:port addresses, e.g. :2525,[::1]:2525"`
+	Hostname        string        `env:"HOSTNAME" form:"a fully qualified host name"`
+	AllowedNetworks string        `env:"ALLOWED_NETWORKS" envDefault:"127.0.0.0/8,::1/128" form:"comma-separated CIDR prefixes, e.g. 10.0.0.0/8,fd00::/8"`
+	AuthUsersFile   string        `env:"AUTH_USERS_FILE" form:"a readable file of user:bcrypt-hash lines"`
+	TLSCertFile     string        `env:"TLS_CERT_FILE" form:"a PEM certificate chain file"`
+	TLSKeyFile      string        `env:"TLS_KEY_FILE" form:"a PEM private key file"`
+	DNSResolver     string        `env:"DNS_RESOLVER" form:"comma-separated host:port addresses of validating resolvers, e.g. 127.0.0.1:53"`
+	MXPort          int           `env:"MX_PORT" envDefault:"25" form:"a port number from 1 to 65535"`
+	MinTLS          string        `env:"MIN_TLS" envDefault:"encrypt" form:"encrypt or verify"`
+	TLSMinVersion   string        `env:"TLS_MIN_VERSION" envDefault:"1.2" form:"1.0, 1.1, 1.2 or 1.3"`
+	PolicyFile      string        `env:"POLICY_FILE" form:"a readable policy file"`
+	ClientCertFile  string        `env:"CLIENT_CERT_FILE" form:"a PEM certificate chain file"`
+	ClientKeyFile   string        `env:"CLIENT_KEY_FILE" form:"a PEM private key file"`
+	RelayHost       string        `env:"RELAY_HOST" form:"[host]:port or host:port"`
+	StateDir        string        `env:"STATE_DIR" envDefault:"./sealgate-data" form:"a writable directory"`
+	RedisURL        string        `env:"REDIS_URL" form:"redis://host:port/db"`
+	AdminListen     string        `env:"ADMIN_LISTEN" envDefault:"127.0.0.1:9025" form:"host:port"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text" form:"text or json"`
+	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info" form:"debug, info, warn or error"`
+	MaxConnections  int           `env:"MAX_CONNECTIONS" envDefault:"100" form:"a positive number"`
+	MaxMessageSize  int64         `env:"MAX_MESSAGE_SIZE" envDefault:"52428800" form:"a positive number of bytes"`
+	MaxRecipients   int           `env:"MAX_RECIPIENTS" envDefault:"100" form:"a positive number"`
+	CommandTimeout  time.Duration `env:"COMMAND_TIMEOUT" envDefault:"5m" form:"a Go duration, e.g. 5m"`
+	DataTimeout     time.Duration `env:"DATA_TIMEOUT" envDefault:"10m" form:"a Go duration, e.g. 10m"`
+	ConnectTimeout  time.Duration `env:"CONNECT_TIMEOUT" envDefault:"30s" form:"a Go duration, e.g. 30s"`
+	DNSTimeout      time.Duration `env:"DNS_TIMEOUT" envDefault:"5s" form:"a Go duration, e.g. 5s"`
+
+	// Derived values, filled by parseConfig.
+	listen    []string
+	networks  []netip.Prefix
+	resolvers []string
+	floor     enforcement.Level
+	minTLS    uint16
+}
+
+const envPrefix = "SEALGATE_"
+
+// parseConfig reads the configuration from environ (a pure function of it)
+// and validates every value. Errors name the variable and the expected
+// form.
+func parseConfig(environ map[string]string) (*Config, error) {
+	var c Config
+	err := env.ParseWithOptions(&c, env.Options{Environment: environ, Prefix: envPrefix})
+	if err != nil {
+		return nil, explainEnvError(err)
+	}
+	bad := func(field, value, why string) error {
+		name, form := describe(field)
+		if why != "" {
+			why = ": " + why
+		}
+		return fmt.Errorf("%s=%q is invalid%s; expected %s", name, value, why, form)
+	}
+	for _, a := range splitList(c.Listen) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, bad("Listen", c.Listen, err.Error())
+		}
+		c.listen = append(c.listen, a)
+	}
+	if len(c.listen) == 0 {
+		return nil, bad("Listen", c.Listen, "no address")
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, bad("Hostname", "", "the OS host name is unknown")
+		}
+		c.Hostname = h
+	}
+	if strings.ContainsAny(c.Hostname, " \t\r\n") {
+		return nil, bad("Hostname", c.Hostname, "")
+	}
+	for _, n := range splitList(c.AllowedNetworks) {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return nil, bad("AllowedNetworks", c.AllowedNetworks, err.Error())
+		}
+		c.networks = append(c.networks, p.Masked())
+	}
+	for _, r := range splitList(c.DNSResolver) {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			return nil, bad("DNSResolver", c.DNSResolver, err.Error())
+		}
+		c.resolvers = append(c.resolvers, r)
+	}
+	if c.MXPort < 1 || c.MXPort > 65535 {
+		return nil, bad("MXPort", strconv.Itoa(c.MXPort), "")
+	}
+	if c.floor, err = enforcement.ParseFloor(c.MinTLS); err != nil {
+		return nil, bad("MinTLS", c.MinTLS, "")
+	}
+	versions := map[string]uint16{"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+	var ok bool
+	if c.minTLS, ok = versions[c.TLSMinVersion]; !ok {
+		return nil, bad("TLSMinVersion", c.TLSMinVersion, "")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return nil, errors.New(envPrefix + "TLS_CERT_FILE and " + envPrefix + "TLS_KEY_FILE must be set together")
+	}
+	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
+		return nil, errors.New(envPrefix + "CLIENT_CERT_FILE and " + envPrefix + "CLIENT_KEY_FILE must be set together")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return nil, bad("LogFormat", c.LogFormat, "")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return nil, bad("LogLevel", c.LogLevel, "")
+	}
+	if c.MaxConnections < 1 {
+		return nil, bad("MaxConnections", strconv.Itoa(c.MaxConnections), "")
+	}
+	if c.MaxMessageSize < 1 {
+		return nil, bad("MaxMessageSize", strconv.FormatInt(c.MaxMessageSize, 10), "")
+	}
+	if c.MaxRecipients < 1 {
+		return nil, bad("MaxRecipients", strconv.Itoa(c.MaxRecipients), "")
+	}
+	for field, d := range map[string]time.Duration{"CommandTimeout": c.CommandTimeout, "DataTimeout": c.DataTimeout, "ConnectTimeout": c.ConnectTimeout, "DNSTimeout": c.DNSTimeout} {
+		if d <= 0 {
+			return nil, bad(field, d.String(), "must be positive")
+		}
+	}
+	if c.RelayHost != "" {
+		return nil, bad("RelayHost", c.RelayHost, "smarthost mode is not available in this version")
+	}
+	if c.PolicyFile != "" {
+		return nil, bad("PolicyFile", c.PolicyFile, "local policy files are not available in this version")
+	}
+	return &c, nil
+}
+
+// describe returns the variable name and the expected form of a field.
+func describe(field string) (name, form string) {
+	f, ok := reflect.TypeOf(Config{}).FieldByName(field)
+	if !ok {
+		return field, "a valid value"
+	}
+	return envPrefix + f.Tag.Get("env"), f.Tag.Get("form")
+}
+
+// explainEnvError rewrites the env library's parse errors to name the
+// variable and the expected form.
+func explainEnvError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	var msgs []string
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			name, form := describe(pe.Name)
+			msgs = append(msgs, fmt.Sprintf("%s is invalid: %v; expected %s", name, pe.Err, form))
+			continue
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// splitList splits a comma-separated list, trimming spaces.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// environ returns the process environment as a map.
+func environ() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}

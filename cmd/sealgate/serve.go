@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"sealgate/certs"
+	"sealgate/enforcement"
+	"sealgate/proxy"
+	"sealgate/upstream"
+	"sealgate/upstream/resolver"
+)
+
+func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// gateway is everything serve wires together.
+type gateway struct {
+	log      *slog.Logger
+	resolver *resolver.Resolver
+	engine   *enforcement.Engine
+	deliver  *upstream.Deliverer
+	proxy    *proxy.Server
+}
+
+func build(cfg *Config, logw io.Writer) (*gateway, error) {
+	log := newLogger(cfg, logw)
+	servers := cfg.resolvers
+	if len(servers) == 0 {
+		var err error
+		servers, err = resolver.ServersFromResolvConf("/etc/resolv.conf")
+		if err != nil {
+			return nil, &configError{fmt.Errorf("SEALGATE_DNS_RESOLVER is not set and %w", err)}
+		}
+	}
+	res := &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout}
+	log.Info("trusting the AD flag of these resolvers: they must validate DNSSEC", "resolvers", strings.Join(servers, ","))
+
+	verifier := &enforcement.Verifier{Floor: cfg.floor}
+	engine := &enforcement.Engine{DNS: res, Floor: cfg.floor, MinVersion: cfg.minTLS, Log: log}
+	deliver := &upstream.Deliverer{
+		Hostname:       cfg.Hostname,
+		Port:           cfg.MXPort,
+		Verifier:       verifier,
+		ConnectTimeout: cfg.ConnectTimeout,
+		CommandTimeout: cfg.CommandTimeout,
+		DataTimeout:    cfg.DataTimeout,
+		Log:            log,
+	}
+	if cfg.ClientCertFile != "" {
+		c, err := certs.LoadKeyPair(cfg.ClientCertFile, cfg.ClientKeyFile)
+		if err != nil {
+			return nil, &configError{fmt.Errorf("SEALGATE_CLIENT_CERT_FILE: %w", err)}
+		}
+		deliver.ClientCertificate = certs.NewKeyPair(c).GetClientCertificate
+	}
+
+	var inbound *tls.Certificate
+	if cfg.TLSCertFile != "" {
+		c, err := certs.LoadKeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, &configError{fmt.Errorf("SEALGATE_TLS_CERT_FILE: %w", err)}
+		}
+		inbound = c
+	} else {
+		c, err := certs.SelfSigned(cfg.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		inbound = c
+		log.Info("inbound STARTTLS uses a self-signed certificate; set SEALGATE_TLS_CERT_FILE and SEALGATE_TLS_KEY_FILE for your own")
+	}
+	kp := certs.NewKeyPair(inbound)
+
+	var users proxy.Users
+	if cfg.AuthUsersFile != "" {
+		u, err := proxy.LoadUsers(cfg.AuthUsersFile)
+		if err != nil {
+			return nil, &configError{fmt.Errorf("SEALGATE_AUTH_USERS_FILE: %w", err)}
+		}
+		users = u
+	}
+	srv := proxy.New(proxy.Options{
+		Hostname:        cfg.Hostname,
+		AllowedNetworks: cfg.networks,
+		Users:           users,
+		TLSConfig:       &tls.Config{GetCertificate: kp.GetCertificate, MinVersion: tls.VersionTLS12},
+		MaxConnections:  cfg.MaxConnections,
+		MaxMessageBytes: cfg.MaxMessageSize,
+		MaxRecipients:   cfg.MaxRecipients,
+		CommandTimeout:  cfg.CommandTimeout,
+		DataTimeout:     cfg.DataTimeout,
+		Router:          engine,
+		Opener:          deliver,
+		Log:             log,
+	})
+	return &gateway{log: log, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
+}
+
+func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
+	g, err := build(cfg, logw)
+	if err != nil {
+		return err
+	}
+	var listeners []net.Listener
+	for _, a := range cfg.listen {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return &configError{fmt.Errorf("SEALGATE_LISTEN: %w", err)}
+		}
+		listeners = append(listeners, l)
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		g.log.Info("listening", "addr", l.Addr().String(), "hostname", cfg.Hostname, "floor", cfg.floor.String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- g.proxy.Serve(l)
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down: waiting for sessions in progress", "grace", "30s")
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if serr := g.proxy.Shutdown(sctx); serr != nil {
+		g.proxy.Close()
+	}
+	wg.Wait()
+	if err != nil && !errors.Is(err, net.ErrClosed) && err.Error() != "smtp: server already closed" {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package mtasts
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestParseTXT(t *testing.T) {
+	tests := []struct {
+		name    string
+		records []string
+		wantID  string
+		wantErr error
+	}{
+		{name: "rfc example", records: []string{"v=STSv1; id=20160831085700Z;"}, wantID: "20160831085700Z"},
+		{name: "no trailing semicolon", records: []string{"v=STSv1; id=abc"}, wantID: "abc"},
+		{name: "no spaces", records: []string{"v=STSv1;id=abc;"}, wantID: "abc"},
+		{name: "extra spaces and tabs", records: []string{"v=STSv1 ;  \tid=abc \t;  "}, wantID: "abc"},
+		{name: "32 character id", records: []string{"v=STSv1; id=0123456789abcdefABCDEF0123456789"}, wantID: "0123456789abcdefABCDEF0123456789"},
+		{name: "extension ignored", records: []string{"v=STSv1; ext.a-b_c=x!y; id=abc"}, wantID: "abc"},
+		{name: "other TXT ignored", records: []string{"google-site-verification=xyz", "v=spf1 -all", "v=STSv1; id=abc;"}, wantID: "abc"},
+		{name: "v=STSv10 ignored", records: []string{"v=STSv10; id=abc;"}, wantErr: ErrNoRecord},
+		{name: "v=STSv10 beside a valid one", records: []string{"v=STSv10; id=abc;", "v=STSv1; id=def;"}, wantID: "def"},
+		{name: "lower-case version ignored", records: []string{"v=stsv1; id=abc;"}, wantErr: ErrNoRecord},
+		{name: "leading space ignored", records: []string{" v=STSv1; id=abc;"}, wantErr: ErrNoRecord},
+		{name: "no records", records: nil, wantErr: ErrNoRecord},
+		{name: "two records", records: []string{"v=STSv1; id=abc;", "v=STSv1; id=def;"}, wantErr: ErrMultipleRecords},
+		{name: "two identical records", records: []string{"v=STSv1; id=abc;", "v=STSv1; id=abc;"}, wantErr: ErrMultipleRecords},
+		{name: "missing id", records: []string{"v=STSv1;"}, wantErr: ErrInvalidRecord},
+		{name: "version only", records: []string{"v=STSv1"}, wantErr: ErrInvalidRecord},
+		{name: "only extension", records: []string{"v=STSv1; foo=bar;"}, wantErr: ErrInvalidRecord},
+		{name: "empty id", records: []string{"v=STSv1; id=;"}, wantErr: ErrInvalidRecord},
+		{name: "id too long", records: []string{"v=STSv1; id=0123456789abcdefABCDEF0123456789x;"}, wantErr: ErrInvalidRecord},
+		{name: "id with punctuation", records: []string{"v=STSv1; id=2016-08-31;"}, wantErr: ErrInvalidRecord},
+		{name: "id with inner space", records: []string{"v=STSv1; id=ab c;"}, wantErr: ErrInvalidRecord},
+		{name: "id upper-case key is not id", records: []string{"v=STSv1; ID=abc;"}, wantErr: ErrInvalidRecord},
+		{name: "duplicate id", records: []string{"v=STSv1; id=abc; id=def;"}, wantErr: ErrInvalidRecord},
+		{name: "empty field in middle", records: []string{"v=STSv1;; id=abc;"}, wantErr: ErrInvalidRecord},
+		{name: "field without equals", records: []string{"v=STSv1; id=abc; junk"}, wantErr: ErrInvalidRecord},
+		{name: "bad extension name", records: []string{"v=STSv1; _x=1; id=abc"}, wantErr: ErrInvalidRecord},
+		{name: "bad extension value", records: []string{"v=STSv1; x=a=b; id=abc"}, wantErr: ErrInvalidRecord},
+		{name: "empty extension value", records: []string{"v=STSv1; x=; id=abc"}, wantErr: ErrInvalidRecord},
+		{name: "text after version", records: []string{"v=STSv1 id=abc;"}, wantErr: ErrInvalidRecord},
+		{name: "invalid record beside other TXT", records: []string{"v=STSv1; id=a_b", "v=spf1"}, wantErr: ErrInvalidRecord},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := ParseTXT(tc.records)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("ParseTXT(%q) = %q, %v; want error %v", tc.records, id, err, tc.wantErr)
+				}
+				if id != "" {
+					t.Errorf("ParseTXT(%q) returned id %q with an error", tc.records, id)
+				}
+				return
+			}
+			if err != nil || id != tc.wantID {
+				t.Fatalf("ParseTXT(%q) = %q, %v; want %q", tc.records, id, err, tc.wantID)
+			}
+		})
+	}
+}
+
+func TestLookupID(t *testing.T) {
+	errTemp := errors.New("servfail")
+	tests := []struct {
+		name    string
+		domain  string
+		records []string
+		lookErr error
+		wantID  string
+		wantErr error
+	}{
+		{name: "found", domain: "example.test", records: []string{"v=STSv1; id=1"}, wantID: "1"},
+		{name: "trailing dot", domain: "example.test.", records: []string{"v=STSv1; id=1"}, wantID: "1"},
+		{name: "lookup error passed on", domain: "example.test", lookErr: errTemp, wantErr: errTemp},
+		{name: "no record", domain: "example.test", records: []string{"x"}, wantErr: ErrNoRecord},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked string
+			lookup := func(_ context.Context, name string) ([]string, error) {
+				asked = name
+				return tc.records, tc.lookErr
+			}
+			id, err := LookupID(context.Background(), lookup, tc.domain)
+			if asked != "_mta-sts.example.test" {
+				t.Errorf("looked up %q, want _mta-sts.example.test", asked)
+			}
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("LookupID = %q, %v; want error %v", id, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || id != tc.wantID {
+				t.Fatalf("LookupID = %q, %v; want %q", id, err, tc.wantID)
+			}
+		})
+	}
+}

@@ -1,0 +1,107 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Users holds the accounts allowed to relay after AUTH: user name to
+// bcrypt hash.
+type Users map[string][]byte
+
+// LoadUsers reads a file of "user:bcrypt-hash" lines; blank lines and
+// lines starting with '#' are ignored. Errors name the file and line.
+func LoadUsers(path string) (Users, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUsers(path, data)
+}
+
+// ParseUsers parses the content of a users file named name.
+func ParseUsers(name string, data []byte) (Users, error) {
+	users := Users{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		if !ok || user == "" {
+			return nil, fmt.Errorf("%s:%d: want user:bcrypt-hash", name, n)
+		}
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return nil, fmt.Errorf("%s:%d: user %q: not a bcrypt hash: %v", name, n, user, err)
+		}
+		if _, dup := users[user]; dup {
+			return nil, fmt.Errorf("%s:%d: user %q listed twice", name, n, user)
+		}
+		users[user] = []byte(hash)
+	}
+	return users, sc.Err()
+}
+
+// Check verifies a password. Unknown users cost as much as known ones.
+func (u Users) Check(user, password string) bool {
+	hash, ok := u[user]
+	if !ok {
+		// A fixed hash of a random password, so that timing does not
+		// tell which users exist.
+		hash = dummyHash
+	}
+	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
+	return ok && err == nil
+}
+
+var dummyHash = []byte("$2a$10$7EqJtq98hPqEX7fNZaFWoO5ZfXwZ5p5J8pYyI9VhG8y6QAnr3ZKaO")
+
+// errAuthFailed is go-smtp's 535 reply.
+var errAuthFailed = smtp.ErrAuthFailed
+
+// loginServer implements the server side of the LOGIN mechanism
+// (draft-murchison-sasl-login), which go-sasl no longer provides.
+type loginServer struct {
+	check    func(user, password string) error
+	user     string
+	state    int
+	finished bool
+}
+
+func newLoginServer(check func(user, password string) error) sasl.Server {
+	return &loginServer{check: check}
+}
+
+func (s *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	if s.finished {
+		return nil, true, sasl.ErrUnexpectedClientResponse
+	}
+	switch s.state {
+	case 0:
+		s.state = 1
+		if response == nil {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough // initial response carries the user name
+	case 1:
+		s.user = string(response)
+		s.state = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		s.finished = true
+		if err := s.check(s.user, string(response)); err != nil {
+			return nil, true, err
+		}
+		return nil, true, nil
+	}
+	return nil, true, errors.New("LOGIN: unexpected state")
+}

@@ -1,0 +1,299 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"sealgate/enforcement"
+	"sealgate/upstream"
+)
+
+// session is one inbound SMTP session. go-smtp makes a new one at EHLO
+// and again after STARTTLS.
+type session struct {
+	s       *Server
+	conn    *smtp.Conn
+	remote  netip.Addr
+	trusted bool
+	user    string
+	log     *slog.Logger
+
+	// transaction state
+	id       string
+	from     string
+	mailOpts *smtp.MailOptions
+	up       *upstream.Conn
+	routeKey string
+	routes   map[string]*enforcement.Route
+	rcpts    []string
+	started  time.Time
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	remote := netip.Addr{}
+	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		remote = ta.AddrPort().Addr().Unmap()
+	}
+	sess := &session{s: s, conn: c, remote: remote}
+	for _, p := range s.opts.AllowedNetworks {
+		if p.Contains(remote) {
+			sess.trusted = true
+			break
+		}
+	}
+	sess.log = s.log.With("client", remote.String())
+	return sess, nil
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (ss *session) AuthMechanisms() []string {
+	if len(ss.s.opts.Users) == 0 {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if len(ss.s.opts.Users) == 0 {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	check := func(user, password string) error {
+		if !ss.s.opts.Users.Check(user, password) {
+			ss.log.Warn("authentication failed", "user", user)
+			return errAuthFailed
+		}
+		ss.user = user
+		ss.log = ss.log.With("user", user)
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, password string) error {
+			if identity != "" && identity != user {
+				return errAuthFailed
+			}
+			return check(user, password)
+		}), nil
+	case sasl.Login:
+		return newLoginServer(check), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	ss.endTransaction()
+	ss.id = newID()
+	ss.from = from
+	ss.mailOpts = opts
+	ss.started = time.Now()
+	ss.routes = map[string]*enforcement.Route{}
+	return nil
+}
+
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if !ss.trusted && ss.user == "" {
+		ss.log.Warn("relay denied", "rcpt", to)
+		return errRelayDenied
+	}
+	domain, ok := recipientDomain(to)
+	if !ok {
+		return errBadAddress
+	}
+	if err := ss.rcpt(to, domain, opts); err != nil {
+		r := reply(err)
+		if r == errInternal {
+			ss.log.Error("recipient failed", "rcpt", to, "error", err)
+		} else {
+			ss.log.Info("recipient refused", "rcpt", to, "domain", domain, "reply", r.Code, "text", r.Message)
+		}
+		return r
+	}
+	ss.rcpts = append(ss.rcpts, to)
+	return nil
+}
+
+func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
+	ctx, cancel := context.WithTimeout(context.Background(), ss.s.opts.UpstreamTimeout)
+	defer cancel()
+	route, ok := ss.routes[domain]
+	if !ok {
+		var err error
+		route, err = ss.s.opts.Router.Resolve(ctx, domain)
+		if err != nil {
+			return err
+		}
+		ss.routes[domain] = route
+	}
+	if ss.up == nil {
+		up, err := ss.s.opts.Opener.Open(ctx, route)
+		if err != nil {
+			return err
+		}
+		if err := up.Mail(ss.from, ss.mailOpts); err != nil {
+			up.Close()
+			return err
+		}
+		ss.up = up
+		ss.routeKey = route.Key()
+	} else if route.Key() != ss.routeKey {
+		return otherRoute(domain)
+	}
+	if err := ss.up.Rcpt(to, opts); err != nil {
+		if ss.up.Broken() {
+			ss.dropUpstream()
+		}
+		return err
+	}
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	if ss.up == nil {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no valid recipients"}
+	}
+	up := ss.up
+	info := receivedInfo{
+		Helo:     ss.conn.Hostname(),
+		RemoteIP: ss.remote.String(),
+		By:       ss.s.opts.Hostname,
+		ID:       ss.id,
+		Authed:   ss.user != "",
+		Upstream: up.Host.Name,
+		UpTLS:    up.TLS,
+		Verified: up.Verdict.Detail,
+		Date:     ss.s.opts.Now(),
+	}
+	if cs, ok := ss.conn.TLSConnectionState(); ok {
+		info.InboundTLS = &cs
+	}
+	if len(ss.rcpts) == 1 {
+		info.For = ss.rcpts[0]
+	}
+	body := &renewingReader{r: r, conn: ss.conn.Conn(), timeout: ss.s.opts.DataTimeout}
+	final, err := up.Data(info.header(), body)
+	ss.logDelivery(up, final, err, body.n)
+	if err != nil {
+		ss.dropUpstream()
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se // from our client's side, e.g. message too large
+		}
+		if _, ok := enforcement.AsFailure(err); ok {
+			return reply(err)
+		}
+		// Reading our client failed; the upstream transaction was
+		// abandoned before its end.
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "message not received completely: " + err.Error()}
+	}
+	return final
+}
+
+func (ss *session) logDelivery(up *upstream.Conn, final *smtp.SMTPError, err error, n int64) {
+	attrs := []slog.Attr{
+		slog.String("id", ss.id),
+		slog.String("domain", up.Route.Domain),
+		slog.String("mx", up.Host.Name),
+		slog.String("ip", up.Addr),
+		slog.String("tls_version", tlsVersion(up)),
+		slog.String("cipher", cipher(up)),
+		slog.String("policy", up.Host.Req.Describe()),
+		slog.Bool("authenticated", up.Verdict.Authenticated),
+		slog.String("verification", up.Verdict.Detail),
+		slog.Int("rcpts", len(ss.rcpts)),
+		slog.Int64("bytes", n),
+		slog.Duration("duration", time.Since(ss.started)),
+	}
+	switch {
+	case err != nil:
+		r := reply(err)
+		attrs = append(attrs, slog.Int("reply", r.Code), slog.String("text", r.Message), slog.String("error", err.Error()))
+		ss.log.LogAttrs(context.Background(), slog.LevelWarn, "delivery failed", attrs...)
+	default:
+		attrs = append(attrs, slog.Int("reply", final.Code), slog.String("text", final.Message))
+		ss.log.LogAttrs(context.Background(), slog.LevelInfo, "delivery", attrs...)
+	}
+}
+
+func (ss *session) Reset() { ss.endTransaction() }
+
+func (ss *session) Logout() error {
+	ss.endTransaction()
+	return nil
+}
+
+// endTransaction closes the upstream connection, if any, and forgets the
+// transaction.
+func (ss *session) endTransaction() {
+	if ss.up != nil {
+		ss.up.Close()
+		ss.up = nil
+	}
+	ss.from, ss.mailOpts, ss.routeKey, ss.routes, ss.rcpts = "", nil, "", nil, nil
+}
+
+// dropUpstream forgets a broken upstream connection.
+func (ss *session) dropUpstream() {
+	if ss.up != nil {
+		ss.up.Close()
+		ss.up = nil
+	}
+}
+
+// recipientDomain returns the lower-cased domain of an address, or false
+// when it has none.
+func recipientDomain(addr string) (string, bool) {
+	i := strings.LastIndexByte(addr, '@')
+	if i <= 0 || i == len(addr)-1 {
+		return "", false
+	}
+	d := strings.ToLower(strings.TrimSuffix(addr[i+1:], "."))
+	if strings.HasPrefix(d, "[") {
+		// Address literals need no policy lookup but cannot be
+		// authenticated: refuse them rather than deliver unverified.
+		return "", false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if l == "" || len(l) > 63 {
+			return "", false
+		}
+	}
+	return d, len(d) <= 253
+}
+
+func newID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+func tlsVersion(up *upstream.Conn) string { return tlsVersionName(up.TLS.Version) }
+func cipher(up *upstream.Conn) string     { return cipherName(up.TLS.CipherSuite) }
+
+// renewingReader renews the read deadline of our client's connection
+// before every read of the body (go-smtp sets it once per command) and
+// counts bytes.
+type renewingReader struct {
+	r       io.Reader
+	conn    net.Conn
+	timeout time.Duration
+	n       int64
+}
+
+func (r *renewingReader) Read(p []byte) (int, error) {
+	r.conn.SetReadDeadline(time.Now().Add(r.timeout))
+	n, err := r.r.Read(p)
+	r.n += int64(n)
+	return n, err
+}

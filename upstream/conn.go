@@ -1,0 +1,208 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"sealgate/enforcement"
+)
+
+// Conn is an upstream SMTP connection over verified TLS.
+type Conn struct {
+	Route   *enforcement.Route
+	Host    enforcement.Host
+	Addr    string
+	TLS     tls.ConnectionState
+	Verdict enforcement.Verdict
+
+	client *smtp.Client
+	log    *slog.Logger
+	opened time.Time
+	broken bool
+}
+
+// Supports reports whether the server advertised the EHLO keyword after
+// STARTTLS.
+func (c *Conn) Supports(ext string) bool {
+	ok, _ := c.client.Extension(ext)
+	return ok
+}
+
+// Mail sends MAIL FROM. An upstream refusal comes back as *smtp.SMTPError
+// (relay it verbatim); a broken connection as *enforcement.Failure.
+func (c *Conn) Mail(from string, opts *smtp.MailOptions) error {
+	if opts != nil && opts.UTF8 && !c.Supports("SMTPUTF8") {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+			Message: c.Route.Domain + ": " + c.Host.Name + ": MX does not support SMTPUTF8"}
+	}
+	if opts != nil && opts.RequireTLS && !c.Supports("REQUIRETLS") {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 30},
+			Message: c.Route.Domain + ": " + c.Host.Name + ": MX does not support REQUIRETLS"}
+	}
+	return c.result("MAIL", c.client.Mail(from, opts))
+}
+
+// Rcpt sends RCPT TO, with the same error convention as Mail.
+func (c *Conn) Rcpt(to string, opts *smtp.RcptOptions) error {
+	return c.result("RCPT", c.client.Rcpt(to, opts))
+}
+
+// Reset sends RSET.
+func (c *Conn) Reset() error {
+	return c.result("RSET", c.client.Reset())
+}
+
+// Data streams the message from r and returns the server's final reply
+// as an *smtp.SMTPError (a 250 too, so that its text can be relayed). A
+// connection failure at any point is an *enforcement.Failure of kind
+// KindLost: the caller must never turn it into a 250.
+func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
+	w, err := c.client.Data()
+	if err != nil {
+		return nil, c.result("DATA", err)
+	}
+	if _, err := w.Write(header); err != nil {
+		return nil, c.lost("DATA", err)
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		var we *writeError
+		if errors.As(err, &we) {
+			return nil, c.lost("DATA", err)
+		}
+		// Reading from our client failed: the upstream transaction
+		// must not complete. Drop the connection, never send the dot.
+		c.broken = true
+		c.client.Close()
+		return nil, err
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return relayable(se), nil
+		}
+		return nil, c.lost("end of DATA", err)
+	}
+	code, msg := parseEnhanced(resp.StatusText)
+	return &smtp.SMTPError{Code: 250, EnhancedCode: code, Message: msg}, nil
+}
+
+// Close ends the session with QUIT (or just closes a broken connection).
+func (c *Conn) Close() error {
+	if c.broken {
+		return c.client.Close()
+	}
+	err := c.client.Quit()
+	if err != nil {
+		c.client.Close()
+	}
+	return err
+}
+
+// Broken reports whether the connection can no longer be used.
+func (c *Conn) Broken() bool { return c.broken }
+
+func (c *Conn) result(stage string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		if se.Code == 421 {
+			c.broken = true
+		}
+		return relayable(se)
+	}
+	return c.lost(stage, err)
+}
+
+func (c *Conn) lost(stage string, err error) error {
+	c.broken = true
+	c.client.Close()
+	return &enforcement.Failure{
+		Kind:   enforcement.KindLost,
+		Domain: c.Route.Domain,
+		Policy: c.Host.Req.Describe(),
+		Host:   c.Host.Name,
+		Reason: "connection lost during " + stage + ": " + err.Error(),
+		Err:    err,
+	}
+}
+
+// relayable fixes what go-smtp would print wrongly: a reply without an
+// enhanced code comes back as {0,0,0}.
+func relayable(se *smtp.SMTPError) *smtp.SMTPError {
+	out := *se
+	if out.EnhancedCode == (smtp.EnhancedCode{0, 0, 0}) {
+		out.EnhancedCode = smtp.NoEnhancedCode
+	}
+	return &out
+}
+
+// parseEnhanced splits "2.0.0 Ok: queued" into code and text.
+func parseEnhanced(text string) (smtp.EnhancedCode, string) {
+	first, rest, _ := strings.Cut(text, " ")
+	parts := strings.Split(first, ".")
+	if len(parts) != 3 {
+		return smtp.NoEnhancedCode, text
+	}
+	var code smtp.EnhancedCode
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 999 {
+			return smtp.NoEnhancedCode, text
+		}
+		code[i] = n
+	}
+	if code[0] < 2 || code[0] > 5 {
+		return smtp.NoEnhancedCode, text
+	}
+	return code, rest
+}
+
+// replayConn replays a synthetic greeting before the real stream, so that
+// go-smtp's client can take over a connection that already did STARTTLS.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// deadlineConn sets a write deadline before every write: go-smtp's client
+// writes the message body with none.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+// writeError marks a failure to write upstream (as opposed to a failure to
+// read the message from our client).
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		return n, &writeError{err}
+	}
+	return n, nil
+}

@@ -1,0 +1,199 @@
+// Package upstream delivers mail to MX hosts over TLS that a requirement
+// of package enforcement approved (RFC 5321, RFC 3207). The cleartext
+// phase (greeting, EHLO, STARTTLS) is done by hand; then one complete TLS
+// handshake is judged by the verifier before go-smtp's client sends
+// anything. No host is ever retried in cleartext.
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"sealgate/enforcement"
+)
+
+// DialFunc opens a TCP connection.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Deliverer opens verified upstream connections. The zero value of each
+// field has the documented default.
+type Deliverer struct {
+	// Hostname is our EHLO name (required).
+	Hostname string
+	// Port is the MX port; 25 if 0.
+	Port int
+	// Verifier judges handshakes (required).
+	Verifier *enforcement.Verifier
+	// Dial opens connections; a net.Dialer if nil.
+	Dial DialFunc
+	// ConnectTimeout bounds the TCP connect (30s if 0).
+	ConnectTimeout time.Duration
+	// CommandTimeout bounds each command's reply (5 minutes if 0,
+	// RFC 5321 §4.5.3.2).
+	CommandTimeout time.Duration
+	// DataTimeout bounds each write of the body and the final reply
+	// (10 minutes if 0).
+	DataTimeout time.Duration
+	// MaxAddresses limits the addresses tried per delivery (10 if 0).
+	MaxAddresses int
+	// ClientCertificate, if set, is presented to servers that ask.
+	ClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	// Log receives one line per attempt; slog.Default if nil.
+	Log *slog.Logger
+}
+
+func (d *Deliverer) log() *slog.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return slog.Default()
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// Open tries the route's hosts in order and returns the first connection
+// that completed a TLS handshake approved by the host's requirement and
+// greeted us after it. The error is an *enforcement.Failure naming the
+// most telling cause among all attempts.
+func (d *Deliverer) Open(ctx context.Context, route *enforcement.Route) (*Conn, error) {
+	var worst *enforcement.Failure
+	limit := d.MaxAddresses
+	if limit <= 0 {
+		limit = 10
+	}
+	tried := 0
+	for _, h := range route.Hosts {
+		for _, a := range h.Addrs {
+			if tried == limit {
+				break
+			}
+			tried++
+			c, err := d.attempt(ctx, route, h, a)
+			if err == nil {
+				return c, nil
+			}
+			f, _ := enforcement.AsFailure(err)
+			if worst == nil || enforcement.Worse(f.Kind, worst.Kind) {
+				worst = f
+			}
+			if ctx.Err() != nil {
+				return nil, worst
+			}
+		}
+	}
+	if worst == nil {
+		worst = &enforcement.Failure{Kind: enforcement.KindUnreachable, Domain: route.Domain, Reason: "no MX host to try"}
+	}
+	return nil, worst
+}
+
+func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enforcement.Host, a netip.Addr) (*Conn, error) {
+	start := time.Now()
+	port := h.Port
+	if port == 0 {
+		port = d.Port
+	}
+	if port == 0 {
+		port = 25
+	}
+	addr := net.JoinHostPort(a.String(), strconv.Itoa(port))
+	fail := func(kind enforcement.Kind, result, reason string, err error) error {
+		f := &enforcement.Failure{Kind: kind, Domain: route.Domain, Policy: h.Req.Describe(), Host: h.Name, Reason: reason, Result: result, Err: err}
+		d.log().LogAttrs(ctx, slog.LevelWarn, "upstream attempt failed",
+			slog.String("domain", route.Domain), slog.String("mx", h.Name), slog.String("ip", a.String()),
+			slog.String("policy", h.Req.Describe()), slog.String("failure", kind.String()),
+			slog.String("result", result), slog.String("reason", reason),
+			slog.Duration("duration", time.Since(start)))
+		return f
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, orDefault(d.ConnectTimeout, 30*time.Second))
+	raw, err := d.dial(dctx, addr)
+	cancel()
+	if err != nil {
+		return nil, fail(enforcement.KindUnreachable, "", "connect to "+addr+" failed: "+errText(err), err)
+	}
+	cmdTimeout := orDefault(d.CommandTimeout, 5*time.Minute)
+	if !h.ImplicitTLS {
+		if _, err := preTLS(raw, d.Hostname, cmdTimeout); err != nil {
+			raw.Close()
+			if errors.Is(err, errNoSTARTTLS) {
+				return nil, fail(enforcement.KindNoSTARTTLS, enforcement.ResultSTARTTLSNotSupported, err.Error(), err)
+			}
+			return nil, fail(enforcement.KindUnreachable, "", errText(err), err)
+		}
+	}
+
+	var verdict enforcement.Verdict
+	base := &tls.Config{GetClientCertificate: d.ClientCertificate}
+	tc := tls.Client(raw, h.Req.TLSConfig(d.Verifier, h.Name, base, &verdict))
+	hctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	cs := tc.ConnectionState()
+	if err == nil && (!verdict.OK || !cs.HandshakeComplete) {
+		err = errors.New("handshake not judged")
+	}
+	if err != nil {
+		raw.Close()
+		if verdict.Err != nil {
+			return nil, fail(enforcement.KindTLS, verdict.Err.Result, verdict.Err.Reason, err)
+		}
+		return nil, fail(enforcement.KindTLS, enforcement.ResultValidationFailure, "TLS handshake failed: "+errText(err), err)
+	}
+
+	dc := &deadlineConn{Conn: tc, timeout: orDefault(d.DataTimeout, 10*time.Minute)}
+	client := smtp.NewClient(&replayConn{Conn: dc, pending: []byte("220 " + h.Name + " ESMTP\r\n")})
+	client.CommandTimeout = cmdTimeout
+	client.SubmissionTimeout = dc.timeout
+	if err := client.Hello(d.Hostname); err != nil {
+		client.Close()
+		return nil, fail(enforcement.KindUnreachable, "", "EHLO after STARTTLS: "+errText(err), err)
+	}
+	c := &Conn{
+		Route:   route,
+		Host:    h,
+		Addr:    addr,
+		TLS:     cs,
+		Verdict: verdict,
+		client:  client,
+		log:     d.log(),
+		opened:  start,
+	}
+	d.log().LogAttrs(ctx, slog.LevelInfo, "upstream connected",
+		slog.String("domain", route.Domain), slog.String("mx", h.Name), slog.String("ip", a.String()),
+		slog.String("tls_version", tls.VersionName(cs.Version)), slog.String("cipher", tls.CipherSuiteName(cs.CipherSuite)),
+		slog.String("policy", h.Req.Describe()), slog.Bool("authenticated", verdict.Authenticated),
+		slog.String("verification", verdict.Detail), slog.Duration("duration", time.Since(start)))
+	return c, nil
+}
+
+func (d *Deliverer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if d.Dial != nil {
+		return d.Dial(ctx, "tcp", addr)
+	}
+	var nd net.Dialer
+	return nd.DialContext(ctx, "tcp", addr)
+}
+
+func errText(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("server replied %d %s", se.Code, se.Message)
+	}
+	return err.Error()
+}

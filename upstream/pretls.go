@@ -1,0 +1,101 @@
+package upstream
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strings"
+	"time"
+)
+
+// errNoSTARTTLS means the server did not offer STARTTLS or refused it.
+var errNoSTARTTLS = errors.New("STARTTLS not offered")
+
+// replyError is a reply from the server during the pre-TLS phase.
+type replyError struct {
+	Stage string
+	Code  int
+	Text  string
+}
+
+func (e *replyError) Error() string {
+	return fmt.Sprintf("%s: server replied %d %s", e.Stage, e.Code, e.Text)
+}
+
+// preTLS runs the cleartext part of the session by hand: it reads the
+// greeting, sends EHLO with our name and STARTTLS. Nothing else is ever
+// sent in cleartext. On success the connection is ready for the TLS
+// handshake. It returns the greeting line's text for the log.
+func preTLS(conn net.Conn, hostname string, timeout time.Duration) (string, error) {
+	br := bufio.NewReaderSize(conn, 4096)
+	tp := textproto.NewReader(br)
+	read := func(stage string, want int) (string, error) {
+		conn.SetReadDeadline(time.Now().Add(timeout))
+		code, msg, err := tp.ReadResponse(want)
+		if err != nil {
+			var perr *textproto.Error
+			if errors.As(err, &perr) {
+				return "", &replyError{Stage: stage, Code: perr.Code, Text: perr.Msg}
+			}
+			return "", fmt.Errorf("%s: %w", stage, err)
+		}
+		_ = code
+		return msg, nil
+	}
+	write := func(line string) error {
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		_, err := conn.Write([]byte(line + "\r\n"))
+		return err
+	}
+	greeting, err := read("greeting", 220)
+	if err != nil {
+		return "", err
+	}
+	if err := write("EHLO " + hostname); err != nil {
+		return greeting, fmt.Errorf("EHLO: %w", err)
+	}
+	ehlo, err := read("EHLO", 250)
+	if err != nil {
+		var re *replyError
+		if errors.As(err, &re) && (re.Code == 500 || re.Code == 502) {
+			// No ESMTP means no STARTTLS (RFC 3207).
+			return greeting, fmt.Errorf("%w (EHLO refused: %d %s)", errNoSTARTTLS, re.Code, re.Text)
+		}
+		return greeting, err
+	}
+	if !hasExtension(ehlo, "STARTTLS") {
+		return greeting, errNoSTARTTLS
+	}
+	if err := write("STARTTLS"); err != nil {
+		return greeting, fmt.Errorf("STARTTLS: %w", err)
+	}
+	if _, err := read("STARTTLS", 220); err != nil {
+		var re *replyError
+		if errors.As(err, &re) {
+			return greeting, fmt.Errorf("%w (STARTTLS refused: %d %s)", errNoSTARTTLS, re.Code, re.Text)
+		}
+		return greeting, err
+	}
+	// Anything the server sent after its 220 would be read as if it came
+	// through TLS (the STARTTLS command injection flaw): refuse it.
+	if br.Buffered() > 0 {
+		return greeting, errors.New("STARTTLS: server sent data before the TLS handshake")
+	}
+	conn.SetDeadline(time.Time{})
+	return greeting, nil
+}
+
+// hasExtension reports whether an EHLO reply (lines joined by "\n", the
+// first being the greeting) lists the keyword.
+func hasExtension(ehlo, keyword string) bool {
+	lines := strings.Split(ehlo, "\n")
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) > 0 && strings.EqualFold(f[0], keyword) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,225 @@
+package resolver
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+
+	"sealgate/enforcement"
+	"sealgate/enforcement/dane"
+)
+
+// LookupMX returns the mail exchangers of domain, by preference, equal
+// preferences shuffled, names lower-case without trailing dot.
+//
+// A domain whose MX targets are all "." has a null MX (RFC 7505): Null is
+// true and Hosts is empty; in a mixed set the "." targets are dropped. A
+// domain without MX records (NODATA) has an implicit MX (RFC 5321 §5.1) if
+// it has addresses: Hosts is [domain], Implicit is true, and Secure requires
+// both the denial of the MX RRset and the address records to be secure.
+// Without addresses either, the result is empty and not an error. NXDOMAIN
+// wraps enforcement.ErrNotFound.
+func (r *Resolver) LookupMX(ctx context.Context, domain string) (enforcement.MXResult, error) {
+	set, err := r.resolve(ctx, domain, dns.TypeMX)
+	if err != nil {
+		return enforcement.MXResult{}, err
+	}
+	if len(set.records) == 0 {
+		return r.implicitMX(ctx, domain, set.secure)
+	}
+	type mx struct {
+		pref uint16
+		host string
+	}
+	var mxs []mx
+	for _, rr := range set.records {
+		m, ok := rr.(*dns.MX)
+		if !ok {
+			return enforcement.MXResult{}, malformed(set.name, dns.TypeMX, rr, errNotType)
+		}
+		host := trimDot(dns.CanonicalName(m.Mx))
+		if host == "" {
+			continue // "." target: null MX
+		}
+		mxs = append(mxs, mx{pref: m.Preference, host: host})
+	}
+	if len(mxs) == 0 {
+		return enforcement.MXResult{Null: true, Secure: set.secure}, nil
+	}
+	slices.SortStableFunc(mxs, func(a, b mx) int { return cmp.Compare(a.pref, b.pref) })
+	// Keep the best preference of a host listed twice.
+	seen := make(map[string]bool, len(mxs))
+	mxs = slices.DeleteFunc(mxs, func(m mx) bool {
+		dup := seen[m.host]
+		seen[m.host] = true
+		return dup
+	})
+	for start := 0; start < len(mxs); {
+		end := start + 1
+		for end < len(mxs) && mxs[end].pref == mxs[start].pref {
+			end++
+		}
+		if end-start > 1 {
+			run := mxs[start:end]
+			r.shuffle(len(run), func(i, j int) { run[i], run[j] = run[j], run[i] })
+		}
+		start = end
+	}
+	res := enforcement.MXResult{Hosts: make([]string, 0, len(mxs)), Secure: set.secure}
+	for _, m := range mxs {
+		res.Hosts = append(res.Hosts, m.host)
+	}
+	return res, nil
+}
+
+func (r *Resolver) implicitMX(ctx context.Context, domain string, mxSecure bool) (enforcement.MXResult, error) {
+	addrs, err := r.LookupAddrs(ctx, domain)
+	if err != nil {
+		return enforcement.MXResult{}, err
+	}
+	secure := mxSecure && addrs.Secure
+	if len(addrs.Addrs) == 0 {
+		return enforcement.MXResult{Secure: secure}, nil
+	}
+	return enforcement.MXResult{
+		Hosts:    []string{trimDot(dns.CanonicalName(domain))},
+		Implicit: true,
+		Secure:   secure,
+	}, nil
+}
+
+// LookupAddrs returns the A and then the AAAA addresses of host, queried in
+// parallel. Name is the name after CNAME expansion. Secure is true when
+// every answer used was secure. If one of the two lookups fails and the other
+// has addresses, those are returned without error (and Secure reflects the
+// answer used); otherwise the failure is returned, a temporary one in
+// preference to NXDOMAIN.
+func (r *Resolver) LookupAddrs(ctx context.Context, host string) (enforcement.AddrResult, error) {
+	var v4, v6 rrset
+	var err4, err6 error
+	var wg sync.WaitGroup
+	wg.Go(func() { v4, err4 = r.resolve(ctx, host, dns.TypeA) })
+	wg.Go(func() { v6, err6 = r.resolve(ctx, host, dns.TypeAAAA) })
+	wg.Wait()
+
+	var sets []rrset
+	switch {
+	case err4 == nil && err6 == nil:
+		sets = []rrset{v4, v6}
+	case err4 == nil && len(v4.records) > 0:
+		sets = []rrset{v4}
+	case err6 == nil && len(v6.records) > 0:
+		sets = []rrset{v6}
+	default:
+		return enforcement.AddrResult{}, pickError(err4, err6)
+	}
+
+	res := enforcement.AddrResult{Name: trimDot(sets[0].name), Secure: true}
+	for _, set := range sets {
+		res.Secure = res.Secure && set.secure
+		if len(set.records) > 0 && len(res.Addrs) == 0 {
+			res.Name = trimDot(set.name)
+		}
+		for _, rr := range set.records {
+			addr, ok := addrOf(rr)
+			if !ok {
+				return enforcement.AddrResult{}, malformed(set.name, rr.Header().Rrtype, rr, errNotType)
+			}
+			res.Addrs = append(res.Addrs, addr)
+		}
+	}
+	return res, nil
+}
+
+// pickError returns the first temporary error, else the first error.
+func pickError(errs ...error) error {
+	var first error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, enforcement.ErrDNSTemporary) {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func addrOf(rr dns.RR) (netip.Addr, bool) {
+	switch rr := rr.(type) {
+	case *dns.A:
+		return netip.AddrFromSlice(rr.A.To4())
+	case *dns.AAAA:
+		return netip.AddrFromSlice(rr.AAAA.To16())
+	}
+	return netip.Addr{}, false
+}
+
+// LookupTLSA returns the TLSA RRset at name (e.g. "_25._tcp.mx.example.test")
+// after CNAME expansion, with the association data decoded. A record whose
+// data cannot be decoded fails the lookup with ErrMalformed (and
+// enforcement.ErrDNSTemporary), naming the record. Judging usability and CNAME
+// semantics (RFC 7672 §2.2.3) is the caller's business.
+func (r *Resolver) LookupTLSA(ctx context.Context, name string) (enforcement.TLSAResult, error) {
+	set, err := r.resolve(ctx, name, dns.TypeTLSA)
+	if err != nil {
+		return enforcement.TLSAResult{}, err
+	}
+	res := enforcement.TLSAResult{Secure: set.secure}
+	for _, rr := range set.records {
+		t, ok := rr.(*dns.TLSA)
+		if !ok {
+			return enforcement.TLSAResult{}, malformed(set.name, dns.TypeTLSA, rr, errNotType)
+		}
+		data, err := hex.DecodeString(t.Certificate)
+		if err != nil {
+			return enforcement.TLSAResult{}, malformed(set.name, dns.TypeTLSA, rr, err)
+		}
+		res.Records = append(res.Records, dane.TLSA{
+			Usage:        t.Usage,
+			Selector:     t.Selector,
+			MatchingType: t.MatchingType,
+			Data:         data,
+		})
+	}
+	return res, nil
+}
+
+// LookupTXT returns the TXT records at name after CNAME expansion, the
+// strings of each record joined without separator (RFC 7208 §3.3 style).
+func (r *Resolver) LookupTXT(ctx context.Context, name string) (enforcement.TXTResult, error) {
+	set, err := r.resolve(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return enforcement.TXTResult{}, err
+	}
+	res := enforcement.TXTResult{Secure: set.secure}
+	for _, rr := range set.records {
+		t, ok := rr.(*dns.TXT)
+		if !ok {
+			return enforcement.TXTResult{}, malformed(set.name, dns.TypeTXT, rr, errNotType)
+		}
+		res.Records = append(res.Records, strings.Join(t.Txt, ""))
+	}
+	return res, nil
+}
+
+var errNotType = errors.New("record data does not match its type")
+
+// malformed reports a record that cannot be used, quoting it.
+func malformed(name string, qtype uint16, rr dns.RR, err error) error {
+	text := strings.TrimPrefix(rr.String(), rr.Header().String())
+	return newTemporary(name, qtype,
+		fmt.Sprintf("%s %q: %v", ErrMalformed, text, err),
+		fmt.Errorf("%w: %w", ErrMalformed, err))
+}
