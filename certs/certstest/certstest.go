@@ -23,8 +23,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
-	"time"
 	"testing"
+	"time"
 )
 
 // Default validity windows, relative to the time of issue.

@@ -200,11 +200,10 @@ func TestDigests(t *testing.T) {
 	c := ca.Leaf("mx.example.test").Leaf
 
 	tests := []struct {
-		name      string
-		digest    func(*x509.Certificate) []byte
-		size      int
-		sameAB    bool // a and b share a key but are different certificates
-		sameAsOne bool
+		name   string
+		digest func(*x509.Certificate) []byte
+		size   int
+		sameAB bool // a and b share a key but are different certificates
 	}{
 		{name: "SPKISHA256", digest: certstest.SPKISHA256, size: 32, sameAB: true},
 		{name: "SPKISHA512", digest: certstest.SPKISHA512, size: 64, sameAB: true},

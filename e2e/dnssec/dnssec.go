@@ -42,9 +42,9 @@ type Zone struct {
 	// Sign signs the zone with a fresh KSK and ZSK and puts its DS in the
 	// parent, so answers validate as secure.
 	Sign bool
-	// Break, with Sign, corrupts every signature except those over the
-	// DNSKEY RRset after signing: the zone is bogus and unbound answers
-	// SERVFAIL for its names, NXDOMAIN included. Without Sign it is ignored.
+	// Break, which needs Sign, corrupts every signature except those over
+	// the DNSKEY RRset after signing: the zone is bogus and unbound answers
+	// SERVFAIL for its names, NXDOMAIN included.
 	Break bool
 }
 
@@ -81,7 +81,7 @@ const startAttempts = 5
 // their logs are printed there if the test failed.
 func Start(t testing.TB, zones ...Zone) *Env {
 	t.Helper()
-	tl, err := findTools()
+	tl, err := findTools(lookTool)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -90,7 +90,7 @@ func Start(t testing.TB, zones ...Zone) *Env {
 	if err := os.Mkdir(zonesDir, 0o755); err != nil {
 		t.Fatalf("dnssec: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	served, anchor, err := writeZones(ctx, tl, zonesDir, zones)
 	if err != nil {
@@ -132,29 +132,25 @@ func Start(t testing.TB, zones ...Zone) *Env {
 	return env
 }
 
-// findTools looks the programs up in PATH and the sbin directories, which a
-// CI user's PATH may lack.
-func findTools() (tools, error) {
+// findTools finds every program Start runs with look, and names the Debian
+// package of each one missing.
+func findTools(look func(name string) (string, error)) (tools, error) {
 	var tl tools
 	var missing []error
 	for _, x := range []struct {
-		dst      *string
-		name     string
-		pkg      string
-		fallback string
+		dst  *string
+		name string
+		pkg  string
 	}{
-		{&tl.nsd, "nsd", "nsd", "/usr/sbin/nsd"},
-		{&tl.unbound, "unbound", "unbound", "/usr/sbin/unbound"},
-		{&tl.keygen, "ldns-keygen", "ldnsutils", "/usr/bin/ldns-keygen"},
-		{&tl.signzone, "ldns-signzone", "ldnsutils", "/usr/bin/ldns-signzone"},
+		{&tl.nsd, "nsd", "nsd"},
+		{&tl.unbound, "unbound", "unbound"},
+		{&tl.keygen, "ldns-keygen", "ldnsutils"},
+		{&tl.signzone, "ldns-signzone", "ldnsutils"},
 	} {
-		p, err := exec.LookPath(x.name)
+		p, err := look(x.name)
 		if err != nil {
-			if _, serr := os.Stat(x.fallback); serr != nil {
-				missing = append(missing, fmt.Errorf("%s not found: install the Debian package %s (apt-get install %s)", x.name, x.pkg, x.pkg))
-				continue
-			}
-			p = x.fallback
+			missing = append(missing, fmt.Errorf("%s not found: install the Debian package %s (apt-get install %s)", x.name, x.pkg, x.pkg))
+			continue
 		}
 		*x.dst = p
 	}
@@ -162,6 +158,21 @@ func findTools() (tools, error) {
 		return tools{}, fmt.Errorf("dnssec: %w", errors.Join(missing...))
 	}
 	return tl, nil
+}
+
+// lookTool finds a program in PATH or, since a CI user's PATH may lack
+// them, in the sbin directories where Debian puts nsd and unbound.
+func lookTool(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
+		if p, lerr := exec.LookPath(filepath.Join(dir, name)); lerr == nil {
+			return p, nil
+		}
+	}
+	return "", err
 }
 
 // writeZones plans, writes and signs every zone in dir and returns what nsd

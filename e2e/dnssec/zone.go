@@ -24,6 +24,7 @@ var (
 	ErrDuplicateZone = errors.New("dnssec: zone given twice")
 	ErrOutOfZone     = errors.New("dnssec: record outside its zone")
 	ErrBadRecord     = errors.New("dnssec: bad zone-file line")
+	ErrBreakUnsigned = errors.New("dnssec: Break needs Sign")
 )
 
 // zonePlan is one zone as it will be written: its complete records and its
@@ -58,6 +59,9 @@ func planZones(zones []Zone, nsAddr netip.Addr) ([]*zonePlan, error) {
 			return nil, fmt.Errorf("%w: %s", ErrDuplicateZone, origin)
 		}
 		seen[origin] = true
+		if z.Break && !z.Sign {
+			return nil, fmt.Errorf("%w: zone %s", ErrBreakUnsigned, origin)
+		}
 		rrs, err := parseRecords(origin, z.Records)
 		if err != nil {
 			return nil, err

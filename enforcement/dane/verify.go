@@ -10,7 +10,7 @@ import (
 // Options are the inputs of Verify besides the records and the chain.
 type Options struct {
 	// Names are the reference identifiers for DANE-TA name checks (RFC 7672
-	// §3.2.2): the MX host name before and after CNAME expansion and/or
+	// §3.2.3): the MX host name before and after CNAME expansion and/or
 	// the TLSA base domain. A leaf valid for any of them is accepted.
 	// DANE-EE ignores names. Empty Names make every DANE-TA match fail
 	// with NameMismatch.

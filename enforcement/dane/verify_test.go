@@ -41,7 +41,7 @@ func checkResult(t *testing.T, m Match, err error, wantKind Kind, wantRecord TLS
 	if !errors.Is(err, sentinel) {
 		t.Errorf("errors.Is(%v, sentinel of %v) = false", err, wantKind)
 	}
-	if m != (Match{}) {
+	if m.Depth != 0 || !m.Record.Equal(TLSA{}) {
 		t.Errorf("Verify returned match %+v with error %v", m, err)
 	}
 }

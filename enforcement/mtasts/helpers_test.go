@@ -84,7 +84,7 @@ func (ca *testCA) issue(t *testing.T, names ...string) tls.Certificate {
 
 // startPolicyServer serves handler over TLS with cert on 127.0.0.1 and
 // returns the port.
-func startPolicyServer(t *testing.T, cert tls.Certificate, handler http.Handler) int {
+func startPolicyServer(t *testing.T, cert tls.Certificate, handler http.HandlerFunc) int {
 	t.Helper()
 	s := httptest.NewUnstartedServer(handler)
 	s.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}

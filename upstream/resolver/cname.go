@@ -23,8 +23,7 @@ type rrset struct {
 // canonicalName validates name and returns it lower-cased with a trailing
 // dot.
 func canonicalName(name string, qtype uint16) (string, error) {
-	labels, ok := dns.IsDomainName(name)
-	if name == "" || !ok || labels == 0 {
+	if _, ok := dns.IsDomainName(name); !ok || dns.CanonicalName(name) == "." {
 		return "", &LookupError{
 			Name:   fmt.Sprintf("%q", name),
 			Type:   typeString(qtype),

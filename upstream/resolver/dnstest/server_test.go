@@ -22,6 +22,8 @@ type ask struct {
 	net   string // "udp" (default) or "tcp"
 	do    bool
 	ad    bool
+	// timeout of the client; zero means 2s.
+	timeout time.Duration
 }
 
 func exchange(t *testing.T, addr string, a ask) (*dns.Msg, error) {
@@ -32,7 +34,11 @@ func exchange(t *testing.T, addr string, a ask) (*dns.Msg, error) {
 	if a.do {
 		m.SetEdns0(1232, true)
 	}
-	c := &dns.Client{Net: a.net, Timeout: 300 * time.Millisecond}
+	timeout := a.timeout
+	if timeout == 0 {
+		timeout = 2 * time.Second
+	}
+	c := &dns.Client{Net: a.net, Timeout: timeout}
 	resp, _, err := c.Exchange(m, addr)
 	return resp, err
 }
@@ -203,7 +209,7 @@ func TestServerSwitches(t *testing.T) {
 
 	s.SetDrop("a.test.", dns.TypeA, true)
 	for _, network := range []string{"udp", "tcp"} {
-		_, err := exchange(t, s.Addr(), ask{name: "a.test.", qtype: dns.TypeA, net: network})
+		_, err := exchange(t, s.Addr(), ask{name: "a.test.", qtype: dns.TypeA, net: network, timeout: 100 * time.Millisecond})
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Errorf("SetDrop over %s: err = %v, want timeout", network, err)

@@ -1,0 +1,93 @@
+package dane
+
+import (
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// FuzzVerify feeds arbitrary record fields and data against a fixed chain
+// (leaf ← intermediate ← root, all sent). Verify must not panic, a match must
+// be a usable record with a sane depth, and a failure must be a classified
+// *Error consistent with the record's usability.
+func FuzzVerify(f *testing.F) {
+	pki := newTestPKI(f)
+	presented := chain(pki.leaf, pki.inter, pki.root)
+	for _, c := range []*issued{pki.leaf, pki.inter, pki.root, pki.other} {
+		for usage := uint8(0); usage <= 3; usage++ {
+			r := Expect(c.cert, usage, SelectorSPKI, MatchSHA256)
+			f.Add(r.Usage, r.Selector, r.MatchingType, r.Data)
+		}
+		r := Expect(c.cert, UsageDANETA, SelectorCert, MatchFull)
+		f.Add(r.Usage, r.Selector, r.MatchingType, r.Data)
+		r = Expect(c.cert, UsageDANEEE, SelectorCert, MatchSHA512)
+		f.Add(r.Usage, r.Selector, r.MatchingType, r.Data)
+	}
+	f.Add(uint8(3), uint8(1), uint8(1), []byte{})
+	f.Add(uint8(255), uint8(255), uint8(255), []byte{0})
+	f.Add(uint8(2), uint8(0), uint8(0), []byte{0x30, 0x82, 0x01})
+	opts := Options{Names: []string{mxName}, Now: fixedNow}
+	f.Fuzz(func(t *testing.T, usage, selector, matching uint8, data []byte) {
+		r := TLSA{Usage: usage, Selector: selector, MatchingType: matching, Data: data}
+		m, err := Verify([]TLSA{r}, presented, opts)
+		if err == nil {
+			if !r.Usable() || !m.Record.Equal(r) {
+				t.Fatalf("match %v at depth %d for record %v (usable %v)", m.Record, m.Depth, r, r.Usable())
+			}
+			if m.Depth < 0 || m.Depth > len(presented) {
+				t.Fatalf("match depth %d out of range", m.Depth)
+			}
+			if usage == UsageDANEEE && m.Depth != 0 {
+				t.Fatalf("DANE-EE matched at depth %d", m.Depth)
+			}
+			return
+		}
+		var de *Error
+		if !errors.As(err, &de) {
+			t.Fatalf("error %v is %T, not *Error", err, err)
+		}
+		if (de.Kind == NoUsable) == r.Usable() {
+			t.Fatalf("kind %v for record %v with Usable() = %v", de.Kind, r, r.Usable())
+		}
+		if de.Kind < NoUsable || de.Kind > NameMismatch {
+			t.Fatalf("unknown kind %v", de.Kind)
+		}
+	})
+}
+
+// FuzzParseTLSA checks that ParseTLSA never panics, accepts exactly the
+// even-length hex strings, and round-trips the data case-insensitively.
+func FuzzParseTLSA(f *testing.F) {
+	for _, s := range []string{
+		"",
+		"00",
+		"8cb0fc6c527506a053f4f14c8464bebbd6dede2738d11468dd953d7d6a3021f1",
+		"8CB0FC6C527506A053F4F14C8464BEBBD6DEDE2738D11468DD953D7D6A3021F1",
+		"abc",
+		"zz",
+		"0x00",
+		"ab cd",
+	} {
+		f.Add(uint8(3), uint8(1), uint8(1), s)
+	}
+	f.Fuzz(func(t *testing.T, usage, selector, matching uint8, s string) {
+		r, err := ParseTLSA(usage, selector, matching, s)
+		_, hexErr := hex.DecodeString(s)
+		if (err == nil) != (hexErr == nil) {
+			t.Fatalf("ParseTLSA(%q) error = %v, hex says %v", s, err, hexErr)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrBadData) {
+				t.Fatalf("ParseTLSA(%q) error %v does not wrap ErrBadData", s, err)
+			}
+			return
+		}
+		if r.Usage != usage || r.Selector != selector || r.MatchingType != matching {
+			t.Fatalf("ParseTLSA fields = %v, want %d %d %d", r, usage, selector, matching)
+		}
+		if got := hex.EncodeToString(r.Data); got != strings.ToLower(s) {
+			t.Fatalf("round trip %q -> %q", s, got)
+		}
+	})
+}
