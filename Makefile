@@ -20,7 +20,7 @@ run: build
 # Installs what the tests need, then vets and runs every test with the race
 # detector, e2e included.
 test: deps vet
-	$(GO) test -race -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo 'gofmt needed'; exit 1; }

@@ -79,6 +79,7 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 	}
 	route := &Route{Domain: domain}
 	var lastErr error
+	var deferred *Failure
 	for _, name := range mx.Hosts {
 		addrs, err := e.DNS.LookupAddrs(ctx, name)
 		if err != nil {
@@ -91,9 +92,30 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 			continue
 		}
 		req := e.hostRequirement(name)
+		if mx.Secure && addrs.Secure {
+			outcome, dreq, err := e.daneHost(ctx, domain, name, addrs.Name)
+			switch outcome {
+			case daneDefer:
+				// Never downgrade: the host is unusable until its
+				// TLSA records can be looked up.
+				deferred = &Failure{Kind: KindDNS, Domain: domain, Policy: SourceDANE.String(), Host: name,
+					Reason: "TLSA lookup failed: " + err.Error(), Result: ResultDNSSECInvalid, Err: err}
+				e.logf(ctx, "MX host deferred", "domain", domain, "mx", name, "error", err)
+				continue
+			case daneAuth:
+				req = dreq
+			case daneEncrypt:
+				if e.floor() == LevelEncrypt {
+					req = dreq
+				}
+			}
+		}
 		route.Hosts = append(route.Hosts, Host{Name: name, Addrs: addrs.Addrs, Req: req})
 	}
 	if len(route.Hosts) == 0 {
+		if deferred != nil {
+			return nil, deferred
+		}
 		if errors.Is(lastErr, ErrDNSTemporary) {
 			return nil, dnsFailure(domain, "address of MX", lastErr)
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -44,6 +45,7 @@ type mxConn struct {
 	mu      sync.Mutex
 	tlsConn *tls.Conn // guarded by mu; read by Close
 	closed  bool
+	dropped atomic.Bool // DropInData struck: write nothing more
 
 	// Used only by the connection's handler goroutine.
 	cur       net.Conn // raw, or the TLS connection over it
@@ -178,7 +180,9 @@ func (c *mxConn) body(b []byte) {
 	c.bodyBytes = limit
 	c.readErr = errDropped
 	c.mx.update(c.id, func(ci *ConnInfo) { ci.Dropped = true })
-	_ = c.raw.Close()
+	// The session closes the connection once it recorded the partial
+	// message (see session.Data); until then no reply may leave.
+	c.dropped.Store(true)
 }
 
 // command handles one command line: it records it, answers it itself when a
@@ -272,6 +276,9 @@ func (c *mxConn) reply(e *smtp.SMTPError) error {
 func (c *mxConn) Write(p []byte) (int, error) {
 	if err := c.start(); err != nil {
 		return 0, err
+	}
+	if c.dropped.Load() {
+		return len(p), nil
 	}
 	if !c.greeted {
 		c.greeted = true

@@ -158,11 +158,21 @@ func (c *rawClient) expectCmd(line string, code int) string {
 	return msg
 }
 
-// closed reports whether the server closed the connection: the next read
-// gets no reply.
+// closed reports whether the server closed the connection: a NOOP gets no
+// reply. An open connection must answer the NOOP with 250.
 func (c *rawClient) closed() bool {
-	_, _, err := c.reply()
-	return err != nil
+	c.t.Helper()
+	if err := c.text.PrintfLine("NOOP"); err != nil {
+		return true
+	}
+	code, msg, err := c.reply()
+	if err != nil {
+		return true
+	}
+	if code != 250 {
+		c.t.Errorf("NOOP: %d %q, want 250", code, msg)
+	}
+	return false
 }
 
 func containsLine(b []byte, prefix string) bool {

@@ -293,6 +293,27 @@ func (mx *MX) Messages() []Message {
 	return out
 }
 
+// WaitIdle waits until no connection is open, so that every handler has
+// finished and recorded what it saw; it fails the test after timeout. Call
+// it after the client hung up and before reading the record of a failure
+// the client may notice first, such as a handshake the server rejected.
+func (mx *MX) WaitIdle(timeout time.Duration) {
+	mx.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		mx.mu.Lock()
+		n := len(mx.live)
+		mx.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			mx.t.Fatalf("upstreamtest: MX %s: %d connections still open after %v", mx.Addr(), n, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // Close stops the MX: it closes the listener and every connection, then
 // waits for all connection handlers to return. It is safe to call more than
 // once.
@@ -306,11 +327,12 @@ func (mx *MX) Close() {
 		}
 		mx.mu.Unlock()
 
-		mx.cancel()
 		_ = mx.ln.Close()
 		for _, c := range live {
 			_ = c.raw.Close()
 		}
+		// Wake delayed handlers only now, so they cannot answer.
+		mx.cancel()
 		<-mx.serveDone
 		// Serve has returned, so go-smtp started every handler it will;
 		// Shutdown now only waits for them.

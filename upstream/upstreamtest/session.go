@@ -129,6 +129,9 @@ func (s *session) Data(r io.Reader) error {
 		// a too-large body, is its own 552.
 		msg.Dropped = true
 		s.mx.addMessage(msg)
+		if s.c.dropped.Load() {
+			_ = s.c.raw.Close()
+		}
 		return err
 	}
 	s.mx.sleep(StageData)
