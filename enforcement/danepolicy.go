@@ -12,10 +12,10 @@ import (
 type daneOutcome int
 
 const (
-	daneNone     daneOutcome = iota // no DANE: insecure, or securely no TLSA
-	daneAuth                        // usable TLSA records: authenticate with them
-	daneEncrypt                     // only unusable records: TLS mandatory, no authentication
-	daneDefer                       // TLSA lookup failed: the host must not be used now
+	daneNone    daneOutcome = iota // no DANE: insecure, or securely no TLSA
+	daneAuth                       // usable TLSA records: authenticate with them
+	daneEncrypt                    // only unusable records: TLS mandatory, no authentication
+	daneDefer                      // TLSA lookup failed: the host must not be used now
 )
 
 // daneHost looks up the TLSA records of an MX host whose MX RRset and
