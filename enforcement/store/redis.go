@@ -66,7 +66,7 @@ func OpenRedisWith(url string, o RedisOptions) (*Redis, error) {
 	return r, nil
 }
 
-func (r *Redis) policyKey(domain string) string { return r.prefix + "mtasts:policy:" + domain }
+func (r *Redis) policyKey(domain string) string  { return r.prefix + "mtasts:policy:" + domain }
 func (r *Redis) counterKey(bucket string) string { return r.prefix + "counters:" + bucket }
 
 // GetPolicy implements Store.

@@ -162,15 +162,16 @@ func testDelete(t *testing.T, open Opener) {
 
 func testList(t *testing.T, open Opener) {
 	s := mustOpen(t, open)
+	expires := far()
 	var want []*store.CachedPolicy
 	for _, d := range []string{"c.test", "a.test", "b.example.test", "b.test"} {
 		p := policy(d, "1", base)
-		p.ExpiresAt = far()
+		p.ExpiresAt = expires
 		mustPut(t, s, p)
 	}
 	for _, d := range []string{"a.test", "b.example.test", "b.test", "c.test"} {
 		p := policy(d, "1", base)
-		p.ExpiresAt = far()
+		p.ExpiresAt = expires
 		want = append(want, p)
 	}
 	got, err := s.ListPolicies(context.Background())
