@@ -64,7 +64,6 @@ type mxConn struct {
 	needEHLO  bool   // STARTTLS done, no EHLO yet
 	ehloReply bool   // the reply being written answers EHLO
 	ehloLines []string
-	swallow   int // replies to discard (to the synthetic RSET)
 	wbuf      []byte
 }
 
@@ -258,10 +257,9 @@ func (c *mxConn) startTLS() error {
 	if err := c.handshake(); err != nil {
 		return err
 	}
-	// Make go-smtp forget the cleartext transaction, and hide its reply.
+	// RFC 3207 §4.2: the client must start over with EHLO, which also
+	// makes go-smtp forget any cleartext transaction.
 	c.needEHLO = true
-	c.swallow++
-	c.pending = []byte("RSET\r\n")
 	return nil
 }
 
@@ -308,12 +306,6 @@ func (c *mxConn) Write(p []byte) (int, error) {
 // rewriting EHLO replies and noting the start of DATA.
 func (c *mxConn) serverLine(line []byte) error {
 	code, more, text, ok := parseReplyLine(strings.TrimRight(string(line), "\r\n"))
-	if c.swallow > 0 {
-		if !ok || !more {
-			c.swallow--
-		}
-		return nil
-	}
 	if c.ehloReply {
 		if ok && code == "250" {
 			c.ehloLines = append(c.ehloLines, text)
@@ -338,7 +330,7 @@ func (c *mxConn) serverLine(line []byte) error {
 	return err
 }
 
-// rewriteEHLO adjusts go-smtp's capability list to the fake's TLS state:
+// rewriteEHLO adjusts go-smtp's EHLO reply to the fake's TLS state:
 // STARTTLS before TLS when a certificate is set, REQUIRETLS after TLS when
 // enabled, and no hidden keywords.
 func (c *mxConn) rewriteEHLO(texts []string) []string {
@@ -349,7 +341,9 @@ func (c *mxConn) rewriteEHLO(texts []string) []string {
 	if c.info != nil && c.mx.opts.Extensions.REQUIRETLS {
 		caps = append(caps, "REQUIRETLS")
 	}
-	out := []string{texts[0]}
+	// RFC 5321 §4.1.1.1: the reply starts with the server's name; go-smtp
+	// sends only "Hello <client>".
+	out := []string{c.mx.opts.Hostname + " " + texts[0]}
 	for _, cp := range caps {
 		if !slices.ContainsFunc(c.mx.opts.Extensions.Hide, func(h string) bool {
 			return strings.EqualFold(h, keyword(cp))

@@ -240,11 +240,11 @@ func (p *mitmPipe) clientToUpstream() {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			p.record(line)
-			isCommand := !midLine && !inData && err == nil
-			midLine = errors.Is(err, bufio.ErrBufferFull)
 			if !inData && p.data.Load() {
 				inData, lastCRLF = true, true
 			}
+			isCommand := !midLine && err == nil
+			midLine = errors.Is(err, bufio.ErrBufferFull)
 			switch {
 			case inData:
 				if lastCRLF && string(line) == ".\r\n" {

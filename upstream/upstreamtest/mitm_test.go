@@ -66,7 +66,7 @@ func TestSTRIPTLSCleartextDelivery(t *testing.T) {
 	if ok, _ := c.Extension("STARTTLS"); ok {
 		t.Fatalf("STARTTLS advertised through the MITM")
 	}
-	body := "Subject: x\r\n\r\nSTARTTLS\r\n.\r\nend\r\n"
+	body := "STARTTLS\r\nSubject: x\r\n\r\nSTARTTLS\r\n.\r\nend\r\n"
 	if err := c.SendMail("a@sender.test", []string{"b@example.test"}, strings.NewReader(body)); err != nil {
 		t.Fatalf("SendMail: %v", err)
 	}

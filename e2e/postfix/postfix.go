@@ -1,0 +1,341 @@
+// Package postfix runs a private instance of the real Postfix from Debian's
+// packages as the legacy mail server of end-to-end tests: every message it
+// accepts is relayed over plaintext SMTP (RFC 5321) to one relayhost, which
+// in the tests is sealgate. Postfix keeps a message that the relay answers
+// with a 4xx reply and tries again (RFC 5321 section 4.5.4.1); the instance
+// retries within seconds so that tests can observe it.
+//
+// The harness needs root and the Debian package postfix. It touches nothing
+// outside its temporary directory: no file under /etc/postfix, no system
+// instance, no syslog. The master daemon runs in the foreground as a child
+// of the test binary, so it dies with it.
+package postfix
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Sentinel errors; the returned errors wrap them with details.
+var (
+	ErrCommand = errors.New("postfix: command failed")
+	ErrTimeout = errors.New("postfix: timed out")
+	ErrExited  = errors.New("postfix: master exited")
+)
+
+const (
+	debianPackage = "postfix"
+	// readyTimeout is generous: two shared cores, and master spawns
+	// several daemons before showq answers.
+	readyTimeout = 20 * time.Second
+	stopTimeout  = 5 * time.Second
+	cmdTimeout   = 30 * time.Second
+	pollInterval = 50 * time.Millisecond
+	// maxRootLen keeps queue/private/<service> under the 108-byte limit of
+	// a Unix socket path.
+	maxRootLen = 64
+)
+
+// Instance is one running private Postfix. Its methods are safe for
+// concurrent use.
+type Instance struct {
+	t     testing.TB
+	opts  Options
+	paths paths
+	bins  binaries
+
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when master has been reaped
+	exitErr  error         // Wait's result, set before exited closes
+	stopOnce sync.Once
+}
+
+// binaries are the absolute paths of the programs the harness runs.
+type binaries struct {
+	postfix, postconf, postqueue, sendmail, master string
+}
+
+// Start creates, checks and starts a private Postfix instance and stops and
+// removes it when the test ends. It fails the test (never skips) when
+// Postfix is missing or will not start, naming the Debian package.
+func Start(t testing.TB, opts Options) *Instance {
+	t.Helper()
+	opts, err := opts.validate()
+	if err != nil {
+		t.Fatalf("postfix.Start: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("postfix.Start: must run as root (master, postdrop and the queue need it)")
+	}
+	bins, err := findBinaries()
+	if err != nil {
+		t.Fatalf("postfix.Start: %v (install the Debian package %q)", err, debianPackage)
+	}
+	owner, err := user.Lookup("postfix")
+	if err != nil {
+		t.Fatalf("postfix.Start: no user postfix: %v (install the Debian package %q)", err, debianPackage)
+	}
+	p, err := makeTree(owner, opts)
+	if err != nil {
+		t.Fatalf("postfix.Start: %v", err)
+	}
+	in := &Instance{t: t, opts: opts, paths: p, bins: bins, exited: make(chan struct{})}
+	daemonDir, err := in.run(nil, in.bins.postconf, "-c", p.config, "-h", "daemon_directory")
+	if err != nil {
+		os.RemoveAll(p.root)
+		t.Fatalf("postfix.Start: %v", err)
+	}
+	in.bins.master = filepath.Join(strings.TrimSpace(string(daemonDir)), "master")
+	if _, err := os.Stat(in.bins.master); err != nil {
+		os.RemoveAll(p.root)
+		t.Fatalf("postfix.Start: %v (install the Debian package %q)", err, debianPackage)
+	}
+	// "postfix check" makes the queue subdirectories with their owners and
+	// modes (post-install create-missing) and validates the configuration,
+	// as "postfix start" would before starting master.
+	if _, err := in.run(nil, in.bins.postfix, "-c", p.config, "check"); err != nil {
+		os.RemoveAll(p.root)
+		t.Fatalf("postfix.Start: %v", err)
+	}
+	if err := in.startMaster(); err != nil {
+		os.RemoveAll(p.root)
+		t.Fatalf("postfix.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		in.Stop()
+		if t.Failed() {
+			in.dumpLogs()
+		}
+		os.RemoveAll(p.root)
+	})
+	if err := in.waitReady(readyTimeout); err != nil {
+		t.Fatalf("postfix.Start: %v\n%s", err, tail(in.Log(), 30))
+	}
+	return in
+}
+
+func findBinaries() (binaries, error) {
+	var b binaries
+	for _, x := range []struct {
+		dst  *string
+		name string
+	}{
+		{&b.postfix, "postfix"}, {&b.postconf, "postconf"},
+		{&b.postqueue, "postqueue"}, {&b.sendmail, "sendmail"},
+	} {
+		path, err := exec.LookPath(x.name)
+		if err != nil {
+			path = filepath.Join("/usr/sbin", x.name) // often not in a test's PATH
+			if _, serr := os.Stat(path); serr != nil {
+				return b, fmt.Errorf("%s not found: %w", x.name, err)
+			}
+		}
+		*x.dst = path
+	}
+	return b, nil
+}
+
+// makeTree creates the instance's directories and configuration files. The
+// root is made with os.MkdirTemp rather than t.TempDir: the latter is 0700
+// under a 0700 parent (the postfix user could not enter it) and its name
+// grows with the test name (Unix socket paths are limited to 108 bytes).
+func makeTree(owner *user.User, opts Options) (paths, error) {
+	uid, err1 := strconv.Atoi(owner.Uid)
+	gid, err2 := strconv.Atoi(owner.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return paths{}, fmt.Errorf("user postfix: %w", err)
+	}
+	root, err := os.MkdirTemp("", "pfx-")
+	if err != nil {
+		return paths{}, err
+	}
+	p := paths{
+		root:    root,
+		config:  filepath.Join(root, "etc"),
+		queue:   filepath.Join(root, "q"),
+		data:    filepath.Join(root, "data"),
+		maillog: filepath.Join(root, "maillog"),
+	}
+	err = func() error {
+		if len(root) > maxRootLen {
+			return fmt.Errorf("temporary directory %q is too long for Unix socket paths; set TMPDIR=/tmp", root)
+		}
+		if err := checkTraversable(root); err != nil {
+			return err
+		}
+		if err := os.Chmod(root, 0o755); err != nil {
+			return err
+		}
+		for _, d := range []string{p.config, p.queue, p.data} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return err
+			}
+		}
+		if err := os.Chown(p.data, uid, gid); err != nil {
+			return err
+		}
+		if err := os.Chmod(p.data, 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(p.config, "main.cf"), []byte(mainCF(opts, p)), 0o644); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(p.config, "master.cf"), []byte(masterCF(opts)), 0o644)
+	}()
+	if err != nil {
+		os.RemoveAll(root)
+		return paths{}, fmt.Errorf("making the instance tree: %w", err)
+	}
+	return p, nil
+}
+
+// checkTraversable fails when a parent of dir is not searchable by others:
+// the postfix user must reach the queue and data directories.
+func checkTraversable(dir string) error {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s (mode %v) is not searchable by the postfix user; set TMPDIR=/tmp", d, fi.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+// startMaster runs master in the foreground, as "postfix start-fg" does
+// (without -w it does not fork; it makes itself a session leader). It gets
+// SIGTERM if the test binary dies, and then stops its children itself.
+func (in *Instance) startMaster() error {
+	out, err := os.OpenFile(filepath.Join(in.paths.root, "master.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd := exec.Command(in.bins.master, "-c", in.paths.config, "-s")
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting master: %w", err)
+	}
+	in.cmd = cmd
+	go func() {
+		in.exitErr = cmd.Wait()
+		close(in.exited)
+	}()
+	return nil
+}
+
+// waitReady waits until showq answers through master: postqueue, run as
+// root, reads the queue directly (and warns) while master is not serving.
+func (in *Instance) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-in.exited:
+			return fmt.Errorf("%w during start-up: %v", ErrExited, in.exitErr)
+		default:
+		}
+		cmd := exec.Command(in.bins.postqueue, "-c", in.paths.config, "-j")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err == nil && stderr.Len() == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: master not serving after %v: %s", ErrTimeout, timeout, strings.TrimSpace(stderr.String()))
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// Stop stops master and its children; it is idempotent and also runs when
+// the test ends. Queue files stay until the test's cleanup removes them.
+func (in *Instance) Stop() {
+	in.stopOnce.Do(func() {
+		pid := in.cmd.Process.Pid
+		_ = in.cmd.Process.Signal(syscall.SIGTERM) // master then signals its process group
+		select {
+		case <-in.exited:
+		case <-time.After(stopTimeout):
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			<-in.exited
+		}
+		// Master's process group (its pid: it called setsid) may still hold
+		// exiting children; they must be gone before the tree is removed.
+		deadline := time.Now().Add(stopTimeout)
+		for syscall.Kill(-pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(pollInterval)
+		}
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	})
+}
+
+// run executes a command with stdin and returns its stdout; a failure
+// carries the command's output.
+func (in *Instance) run(stdin []byte, name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCommand, name, err)
+	}
+	timer := time.AfterFunc(cmdTimeout, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
+	if err := cmd.Wait(); err != nil {
+		return stdout.Bytes(), fmt.Errorf("%w: %s %s: %w: %s", ErrCommand, name, strings.Join(args, " "), err,
+			strings.TrimSpace(stdout.String()+"\n"+stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// dumpLogs logs the end of the mail log and of master's output.
+func (in *Instance) dumpLogs() {
+	in.t.Logf("postfix %s maillog (tail):\n%s", in.paths.root, tail(in.Log(), 60))
+	if b, err := os.ReadFile(filepath.Join(in.paths.root, "master.out")); err == nil && len(b) > 0 {
+		in.t.Logf("postfix master output:\n%s", tail(string(b), 20))
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.SplitAfter(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "")
+}
+
+// ConfigDir is the instance's config_directory (main.cf, master.cf), for
+// "postconf -c", "postfix -c" or "sendmail -C".
+func (in *Instance) ConfigDir() string { return in.paths.config }
+
+// QueueDir is the instance's queue_directory.
+func (in *Instance) QueueDir() string { return in.paths.queue }
+
+// LogFile is the instance's maillog_file.
+func (in *Instance) LogFile() string { return in.paths.maillog }
+
+// MyHostname is the name the instance uses in HELO.
+func (in *Instance) MyHostname() string { return in.opts.MyHostname }
+
+// SMTPAddr is Options.SMTPListen: where smtpd listens, or "".
+func (in *Instance) SMTPAddr() string { return in.opts.SMTPListen }
