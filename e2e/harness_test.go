@@ -148,10 +148,7 @@ func startGateway(t *testing.T, env map[string]string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	g.cmd = exec.Command(binPath, "serve")
-	g.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range env {
-		g.cmd.Env = append(g.cmd.Env, k+"="+v)
-	}
+	g.cmd.Env = envList(env)
 	g.cmd.Stderr = g.logs
 	g.cmd.Stdout = g.logs
 	if err := g.cmd.Start(); err != nil {
@@ -295,6 +292,15 @@ func firstLine(b []byte) string {
 		return string(b[:i])
 	}
 	return string(b)
+}
+
+// envList turns env into a process environment with PATH.
+func envList(env map[string]string) []string {
+	out := []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 // syncBuffer is a goroutine-safe log sink.

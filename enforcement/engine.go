@@ -48,6 +48,8 @@ type Engine struct {
 	MinVersion uint16
 	// Relay, if set, replaces MX lookup: every domain uses this route.
 	Relay *Route
+	// STS, if set, supplies MTA-STS policies.
+	STS STSSource
 	Log   *slog.Logger
 }
 
@@ -77,9 +79,14 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 	if len(mx.Hosts) == 0 {
 		return nil, &Failure{Kind: KindNoDomain, Domain: domain, Reason: "no MX and no address records"}
 	}
+	sts, err := e.stsPolicy(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
 	route := &Route{Domain: domain}
 	var lastErr error
 	var deferred *Failure
+	var excluded []string
 	for _, name := range mx.Hosts {
 		addrs, err := e.DNS.LookupAddrs(ctx, name)
 		if err != nil {
@@ -92,6 +99,7 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 			continue
 		}
 		req := e.hostRequirement(name)
+		daneApplies := false
 		if mx.Secure && addrs.Secure {
 			outcome, dreq, err := e.daneHost(ctx, domain, name, addrs.Name)
 			switch outcome {
@@ -103,18 +111,34 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 				e.logf(ctx, "MX host deferred", "domain", domain, "mx", name, "error", err)
 				continue
 			case daneAuth:
-				req = dreq
+				req, daneApplies = dreq, true
 			case daneEncrypt:
+				daneApplies = true
 				if e.floor() == LevelEncrypt {
 					req = dreq
 				}
 			}
+		}
+		if !daneApplies && sts != nil {
+			// RFC 8461 §2: hosts authenticated by DANE are exempt.
+			r, ok := e.stsRequirement(sts, name)
+			if !ok {
+				excluded = append(excluded, name)
+				e.logf(ctx, "MX host not allowed by MTA-STS policy", "domain", domain, "mx", name)
+				continue
+			}
+			req = r
 		}
 		route.Hosts = append(route.Hosts, Host{Name: name, Addrs: addrs.Addrs, Req: req})
 	}
 	if len(route.Hosts) == 0 {
 		if deferred != nil {
 			return nil, deferred
+		}
+		if len(excluded) > 0 {
+			return nil, &Failure{Kind: KindTLS, Domain: domain, Policy: "MTA-STS enforce",
+				Reason: fmt.Sprintf("no MX host matches the policy (mx: %s; MX hosts: %s)", strings.Join(sts.MX, ", "), strings.Join(excluded, ", ")),
+				Result: ResultValidationFailure}
 		}
 		if errors.Is(lastErr, ErrDNSTemporary) {
 			return nil, dnsFailure(domain, "address of MX", lastErr)

@@ -19,6 +19,7 @@ const (
 	KindNullMX                      // 556 5.1.10
 	KindNoDomain                    // 550 5.1.2
 	KindRequireTLS                  // 550 5.7.30
+	KindLocal                       // 451 4.3.0: our own state is unavailable
 )
 
 func (k Kind) String() string {
@@ -39,6 +40,8 @@ func (k Kind) String() string {
 		return "no-domain"
 	case KindRequireTLS:
 		return "requiretls"
+	case KindLocal:
+		return "local"
 	}
 	return fmt.Sprintf("unknown(%d)", int(k))
 }

@@ -6,6 +6,7 @@
 // Usage:
 //
 //	sealgate [serve]          run the gateway (configured by SEALGATE_* variables)
+//	sealgate mtasts ...       inspect and manage the MTA-STS policy cache
 //	sealgate version          print the version
 package main
 
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "mtasts":
+		return runMTASTS(args, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sealgate %s (%s)\n", version, goVersion())
 		return 0
@@ -66,8 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 const usage = `usage:
-  sealgate [serve]      run the gateway, configured by SEALGATE_* variables
-  sealgate version      print the version
+  sealgate [serve]                   run the gateway, configured by SEALGATE_* variables
+  sealgate mtasts list|show|refresh|purge [DOMAIN]
+                                     inspect and manage the MTA-STS policy cache
+  sealgate version                   print the version
 `
 
 func goVersion() string {

@@ -14,6 +14,8 @@ import (
 
 	"sealgate/certs"
 	"sealgate/enforcement"
+	"sealgate/enforcement/mtasts"
+	"sealgate/enforcement/store"
 	"sealgate/proxy"
 	"sealgate/upstream"
 	"sealgate/upstream/resolver"
@@ -32,6 +34,8 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 // gateway is everything serve wires together.
 type gateway struct {
 	log      *slog.Logger
+	store    store.Store
+	sts      *mtasts.Manager
 	resolver *resolver.Resolver
 	engine   *enforcement.Engine
 	deliver  *upstream.Deliverer
@@ -51,8 +55,15 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 	res := &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout}
 	log.Info("trusting the AD flag of these resolvers: they must validate DNSSEC", "resolvers", strings.Join(servers, ","))
 
+	st, where, err := openStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("state store open", "store", where)
+	sts := newSTSManager(res, st, log)
+
 	verifier := &enforcement.Verifier{Floor: cfg.floor}
-	engine := &enforcement.Engine{DNS: res, Floor: cfg.floor, MinVersion: cfg.minTLS, Log: log}
+	engine := &enforcement.Engine{DNS: res, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: sts, Log: log}
 	deliver := &upstream.Deliverer{
 		Hostname:       cfg.Hostname,
 		Port:           cfg.MXPort,
@@ -109,13 +120,22 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 		Opener:          deliver,
 		Log:             log,
 	})
-	return &gateway{log: log, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
+	return &gateway{log: log, store: st, sts: sts, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
 }
 
 func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 	g, err := build(cfg, logw)
 	if err != nil {
 		return err
+	}
+	defer g.store.Close()
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	go g.sts.Run(bg, time.Hour, 24*time.Hour)
+	if cfg.AdminListen != "" {
+		if _, err := serveAdmin(bg, cfg.AdminListen, adminHandler(stsOps{st: g.store, mgr: g.sts}, g.log), g.log); err != nil {
+			return err
+		}
 	}
 	var listeners []net.Listener
 	for _, a := range cfg.listen {

@@ -22,11 +22,13 @@ type QueueEntry struct {
 	Queue string `json:"queue_name"`
 	// ID is the queue ID. A message submitted with sendmail changes ID
 	// when pickup moves it from maildrop into the queue.
-	ID          string           `json:"queue_id"`
-	ArrivalTime int64            `json:"arrival_time"`
-	Size        int64            `json:"message_size"`
-	Sender      string           `json:"sender"`
-	Recipients  []QueueRecipient `json:"recipients"`
+	ID          string `json:"queue_id"`
+	ArrivalTime int64  `json:"arrival_time"`
+	Size        int64  `json:"message_size"`
+	// Sender is the envelope sender; showq prints the null sender as
+	// "MAILER-DAEMON".
+	Sender     string           `json:"sender"`
+	Recipients []QueueRecipient `json:"recipients"`
 }
 
 // QueueRecipient is one recipient of a queued message.

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"sealgate/enforcement/mtasts"
+	"sealgate/enforcement/store"
+)
+
+// policyView is the JSON form of a cached MTA-STS policy.
+type policyView struct {
+	Domain    string    `json:"domain"`
+	ID        string    `json:"id"`
+	Mode      string    `json:"mode,omitempty"`
+	MaxAge    string    `json:"max_age,omitempty"`
+	MX        []string  `json:"mx,omitempty"`
+	FetchedAt time.Time `json:"fetched_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Expired   bool      `json:"expired"`
+	Policy    string    `json:"policy"`
+}
+
+func viewOf(c *store.CachedPolicy, now time.Time) policyView {
+	v := policyView{Domain: c.Domain, ID: c.ID, FetchedAt: c.FetchedAt, ExpiresAt: c.ExpiresAt, Policy: c.Policy,
+		Expired: !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt)}
+	if p, err := mtasts.ParsePolicy([]byte(c.Policy)); err == nil {
+		v.Mode, v.MaxAge, v.MX = p.Mode.String(), p.MaxAge.String(), p.MX
+	}
+	return v
+}
+
+// stsOps are the operator's MTA-STS cache operations, run either inside
+// the server (admin API) or directly on the store when no server runs.
+type stsOps struct {
+	st  store.Store
+	mgr *mtasts.Manager
+}
+
+func (o stsOps) list(ctx context.Context) ([]policyView, error) {
+	all, err := o.st.ListPolicies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]policyView, 0, len(all))
+	for _, c := range all {
+		out = append(out, viewOf(c, time.Now()))
+	}
+	return out, nil
+}
+
+func (o stsOps) show(ctx context.Context, domain string) (policyView, error) {
+	c, err := o.st.GetPolicy(ctx, domain)
+	if err != nil {
+		return policyView{}, err
+	}
+	return viewOf(c, time.Now()), nil
+}
+
+func (o stsOps) refresh(ctx context.Context, domain string) (policyView, error) {
+	if _, err := o.mgr.Refresh(ctx, domain); err != nil {
+		return policyView{}, err
+	}
+	return o.show(ctx, domain)
+}
+
+func (o stsOps) purge(ctx context.Context, domain string) error {
+	return o.st.DeletePolicy(ctx, domain)
+}
+
+// adminHandler serves /healthz, /readyz and the MTA-STS cache API.
+func adminHandler(ops stsOps, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ops.st.Ping(r.Context()); err != nil {
+			http.Error(w, "state store: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /mtasts", func(w http.ResponseWriter, r *http.Request) {
+		v, err := ops.list(r.Context())
+		reply(w, v, err)
+	})
+	mux.HandleFunc("GET /mtasts/{domain}", func(w http.ResponseWriter, r *http.Request) {
+		v, err := ops.show(r.Context(), r.PathValue("domain"))
+		reply(w, v, err)
+	})
+	mux.HandleFunc("POST /mtasts/{domain}/refresh", func(w http.ResponseWriter, r *http.Request) {
+		v, err := ops.refresh(r.Context(), r.PathValue("domain"))
+		if err == nil {
+			log.Info("MTA-STS policy refreshed by operator", "domain", v.Domain, "id", v.ID)
+		}
+		reply(w, v, err)
+	})
+	mux.HandleFunc("DELETE /mtasts/{domain}", func(w http.ResponseWriter, r *http.Request) {
+		d := r.PathValue("domain")
+		err := ops.purge(r.Context(), d)
+		if err == nil {
+			log.Warn("MTA-STS policy purged by operator", "domain", d)
+		}
+		reply(w, map[string]string{"purged": d}, err)
+	})
+	return mux
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, store.ErrNotFound) {
+			code = http.StatusNotFound
+		} else if !strings.Contains(err.Error(), "store") {
+			code = http.StatusBadGateway
+		}
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	json.NewEncoder(w).Encode(v)
+}
+
+// serveAdmin runs the admin endpoint until ctx ends.
+func serveAdmin(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &configError{errors.New("SEALGATE_ADMIN_LISTEN: " + err.Error())}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	log.Info("admin endpoint listening", "addr", l.Addr().String())
+	return l, nil
+}

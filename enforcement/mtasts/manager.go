@@ -1,0 +1,252 @@
+package mtasts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"sealgate/enforcement/store"
+)
+
+// Status says where the policy handed out by Manager.Policy came from.
+type Status int
+
+// Statuses.
+const (
+	StatusNone    Status = iota // the domain has no policy
+	StatusCached                // an unexpired cached policy, TXT id unchanged
+	StatusFetched               // fetched now (first contact or a new id)
+	StatusStale                 // cached and unexpired, kept although the TXT or the fetch failed
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusNone:
+		return "none"
+	case StatusCached:
+		return "cached"
+	case StatusFetched:
+		return "fetched"
+	case StatusStale:
+		return "cached (refresh failed)"
+	}
+	return fmt.Sprintf("unknown(%d)", int(s))
+}
+
+// Lookup is the outcome of Manager.Policy.
+type Lookup struct {
+	Policy *Policy // nil: no policy in force
+	ID     string
+	Status Status
+	// Problem is a failure worth reporting (TLS-RPT
+	// sts-policy-fetch-error or sts-policy-invalid) even when a cached
+	// policy stays in force.
+	Problem error
+}
+
+// Manager keeps the MTA-STS policy cache (RFC 8461 §5.1): a cached,
+// unexpired policy stays in force when the TXT record disappears or the
+// policy host is down or serves garbage; a new id in the TXT record
+// triggers a fetch; mode "none" removes protection only through a
+// successful fetch. Fields must be set before use.
+type Manager struct {
+	Store     store.Store
+	Fetcher   *Fetcher
+	LookupTXT TXTLookup
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+	// FetchTimeout bounds the fetch at first contact (the message waits
+	// for it); 30s if 0.
+	FetchTimeout time.Duration
+	// RefreshConcurrency bounds background refreshes; 4 if 0.
+	RefreshConcurrency int
+	Log                *slog.Logger
+
+	mu sync.Mutex
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *Manager) log() *slog.Logger {
+	if m.Log != nil {
+		return m.Log
+	}
+	return slog.Default()
+}
+
+// Policy returns the policy in force for domain. A store failure is an
+// error (the caller defers rather than deliver without a policy that may
+// exist); everything else is expressed in the Lookup.
+func (m *Manager) Policy(ctx context.Context, domain string) (Lookup, error) {
+	domain = store.NormalizeDomain(domain)
+	cached, valid, err := m.cached(ctx, domain)
+	if err != nil {
+		return Lookup{}, err
+	}
+	id, txtErr := LookupID(ctx, m.LookupTXT, domain)
+	if txtErr != nil {
+		// No TXT record, several, or a failed lookup: a valid cached
+		// policy stays in force (§5.1); otherwise there is none.
+		if valid != nil {
+			status := StatusCached
+			var problem error
+			if !errors.Is(txtErr, ErrNoRecord) {
+				status, problem = StatusStale, txtErr
+			}
+			return Lookup{Policy: valid, ID: cached.ID, Status: status, Problem: problem}, nil
+		}
+		if errors.Is(txtErr, ErrNoRecord) {
+			return Lookup{Status: StatusNone}, nil
+		}
+		return Lookup{Status: StatusNone, Problem: txtErr}, nil
+	}
+	if valid != nil && cached.ID == id {
+		return Lookup{Policy: valid, ID: id, Status: StatusCached}, nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, m.fetchTimeout())
+	defer cancel()
+	p, err := m.fetchAndStore(fctx, domain, id)
+	if err != nil {
+		m.log().Warn("MTA-STS policy fetch failed", "domain", domain, "id", id, "error", err)
+		if valid != nil {
+			return Lookup{Policy: valid, ID: cached.ID, Status: StatusStale, Problem: err}, nil
+		}
+		return Lookup{Status: StatusNone, Problem: err}, nil
+	}
+	return Lookup{Policy: p, ID: id, Status: StatusFetched}, nil
+}
+
+func (m *Manager) fetchTimeout() time.Duration {
+	if m.FetchTimeout > 0 {
+		return m.FetchTimeout
+	}
+	return 30 * time.Second
+}
+
+// cached returns the store entry and, if it is unexpired and parses, its
+// policy.
+func (m *Manager) cached(ctx context.Context, domain string) (*store.CachedPolicy, *Policy, error) {
+	c, err := m.Store.GetPolicy(ctx, domain)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("mta-sts: policy cache: %w", err)
+	}
+	if !c.ExpiresAt.IsZero() && !m.now().Before(c.ExpiresAt) {
+		return c, nil, nil
+	}
+	p, err := ParsePolicy([]byte(c.Policy))
+	if err != nil {
+		m.log().Error("MTA-STS cached policy does not parse; ignoring it", "domain", domain, "error", err)
+		return c, nil, nil
+	}
+	return c, p, nil
+}
+
+// fetchAndStore fetches the policy and stores it durably before returning
+// it.
+func (m *Manager) fetchAndStore(ctx context.Context, domain, id string) (*Policy, error) {
+	p, err := m.Fetcher.Fetch(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	now := m.now()
+	entry := &store.CachedPolicy{Domain: domain, ID: id, Policy: p.String(), FetchedAt: now, ExpiresAt: now.Add(p.MaxAge)}
+	if err := m.Store.PutPolicy(ctx, entry); err != nil {
+		return nil, fmt.Errorf("mta-sts: storing policy of %s: %w", domain, err)
+	}
+	m.log().Info("MTA-STS policy stored", "domain", domain, "id", id, "mode", p.Mode.String(), "max_age", p.MaxAge.String(), "mx", p.MX)
+	return p, nil
+}
+
+// Refresh checks the TXT record of domain and fetches its policy now, as
+// the operator command "sealgate mtasts refresh" does. Unlike Policy, it
+// fetches even when the cached id is current.
+func (m *Manager) Refresh(ctx context.Context, domain string) (Lookup, error) {
+	domain = store.NormalizeDomain(domain)
+	id, err := LookupID(ctx, m.LookupTXT, domain)
+	if err != nil {
+		return Lookup{}, err
+	}
+	p, err := m.fetchAndStore(ctx, domain, id)
+	if err != nil {
+		return Lookup{}, err
+	}
+	return Lookup{Policy: p, ID: id, Status: StatusFetched}, nil
+}
+
+// RefreshDue refreshes, with bounded concurrency, every cached policy that
+// expires within the given margin (RFC 8461 §5.1 suggests refreshing
+// before expiry), and prunes entries long expired. It returns how many
+// policies it refreshed.
+func (m *Manager) RefreshDue(ctx context.Context, margin time.Duration) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if _, err := m.Store.PrunePolicies(ctx, now.Add(-store.PruneGrace)); err != nil {
+		return 0, err
+	}
+	all, err := m.Store.ListPolicies(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := m.RefreshConcurrency
+	if n <= 0 {
+		n = 4
+	}
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	refreshed := 0
+	for _, c := range all {
+		if c.ExpiresAt.IsZero() || c.ExpiresAt.Sub(now) > margin || !c.ExpiresAt.After(now) {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			id, err := LookupID(ctx, m.LookupTXT, c.Domain)
+			if err != nil {
+				m.log().Warn("MTA-STS refresh: TXT lookup failed; cached policy kept", "domain", c.Domain, "error", err)
+				return
+			}
+			fctx, cancel := context.WithTimeout(ctx, m.fetchTimeout())
+			defer cancel()
+			if _, err := m.fetchAndStore(fctx, c.Domain, id); err != nil {
+				m.log().Warn("MTA-STS refresh failed; cached policy kept", "domain", c.Domain, "error", err)
+				return
+			}
+			mu.Lock()
+			refreshed++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return refreshed, nil
+}
+
+// Run refreshes due policies every interval until ctx ends.
+func (m *Manager) Run(ctx context.Context, interval, margin time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := m.RefreshDue(ctx, margin); err != nil && ctx.Err() == nil {
+				m.log().Error("MTA-STS background refresh", "error", err)
+			}
+		}
+	}
+}
