@@ -50,7 +50,7 @@ type Engine struct {
 	Relay *Route
 	// STS, if set, supplies MTA-STS policies.
 	STS STSSource
-	Log   *slog.Logger
+	Log *slog.Logger
 }
 
 func (e *Engine) floor() Level {
