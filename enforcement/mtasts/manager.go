@@ -47,6 +47,13 @@ type Lookup struct {
 	Problem error
 }
 
+// PolicyFetcher fetches the policy of a domain over HTTPS (*Fetcher).
+type PolicyFetcher interface {
+	Fetch(ctx context.Context, domain string) (*Policy, error)
+}
+
+var _ PolicyFetcher = (*Fetcher)(nil)
+
 // Manager keeps the MTA-STS policy cache (RFC 8461 §5.1): a cached,
 // unexpired policy stays in force when the TXT record disappears or the
 // policy host is down or serves garbage; a new id in the TXT record
@@ -54,7 +61,7 @@ type Lookup struct {
 // successful fetch. Fields must be set before use.
 type Manager struct {
 	Store     store.Store
-	Fetcher   *Fetcher
+	Fetcher   PolicyFetcher
 	LookupTXT TXTLookup
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
