@@ -8,7 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"sync"
 	"time"
 
@@ -35,6 +38,7 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 type gateway struct {
 	log      *slog.Logger
 	store    store.Store
+	watcher  *certs.Watcher
 	sts      *mtasts.Manager
 	resolver *resolver.Resolver
 	engine   *enforcement.Engine
@@ -73,30 +77,28 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 		DataTimeout:    cfg.DataTimeout,
 		Log:            log,
 	}
+	watcher := certs.NewWatcher(log)
 	if cfg.ClientCertFile != "" {
-		c, err := certs.LoadKeyPair(cfg.ClientCertFile, cfg.ClientKeyFile)
-		if err != nil {
+		ckp := &certs.KeyPair{}
+		if err := watcher.WatchKeyPair("client", ckp, cfg.ClientCertFile, cfg.ClientKeyFile); err != nil {
 			return nil, &configError{fmt.Errorf("SEALGATE_CLIENT_CERT_FILE: %w", err)}
 		}
-		deliver.ClientCertificate = certs.NewKeyPair(c).GetClientCertificate
+		deliver.ClientCertificate = ckp.GetClientCertificate
 	}
 
-	var inbound *tls.Certificate
+	kp := &certs.KeyPair{}
 	if cfg.TLSCertFile != "" {
-		c, err := certs.LoadKeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
+		if err := watcher.WatchKeyPair("inbound", kp, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 			return nil, &configError{fmt.Errorf("SEALGATE_TLS_CERT_FILE: %w", err)}
 		}
-		inbound = c
 	} else {
 		c, err := certs.SelfSigned(cfg.Hostname)
 		if err != nil {
 			return nil, err
 		}
-		inbound = c
+		kp.Store(c)
 		log.Info("inbound STARTTLS uses a self-signed certificate; set SEALGATE_TLS_CERT_FILE and SEALGATE_TLS_KEY_FILE for your own")
 	}
-	kp := certs.NewKeyPair(inbound)
 
 	var users proxy.Users
 	if cfg.AuthUsersFile != "" {
@@ -120,7 +122,7 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 		Opener:          deliver,
 		Log:             log,
 	})
-	return &gateway{log: log, store: st, sts: sts, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
+	return &gateway{log: log, watcher: watcher, store: st, sts: sts, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
 }
 
 func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
@@ -132,6 +134,21 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	go g.sts.Run(bg, time.Hour, 24*time.Hour)
+	go g.watcher.Run(bg)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-hup:
+				g.log.Info("SIGHUP: reloading key material")
+				g.watcher.Reload()
+			}
+		}
+	}()
 	if cfg.AdminListen != "" {
 		if _, err := serveAdmin(bg, cfg.AdminListen, adminHandler(stsOps{st: g.store, mgr: g.sts}, g.log), g.log); err != nil {
 			return err

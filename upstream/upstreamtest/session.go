@@ -136,6 +136,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.mx.sleep(StageData)
 	if r := s.mx.opts.DataReply; r != nil {
+		msg.Accepted = r.Code/100 == 2
 		s.mx.addMessage(msg)
 		return r
 	}
