@@ -348,12 +348,38 @@ func (in *Instance) Stop() {
 		}
 		// Master's process group (its pid: it called setsid) may still hold
 		// exiting children; they must be gone before the tree is removed.
+		// They are orphans now, so they linger as zombies until PID 1 reaps
+		// them (seconds, here): those hold no files and are not waited for.
 		deadline := time.Now().Add(stopTimeout)
-		for syscall.Kill(-pid, 0) == nil && time.Now().Before(deadline) {
+		for liveInGroup(pid) && time.Now().Before(deadline) {
 			time.Sleep(pollInterval)
 		}
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		if liveInGroup(pid) {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
 	})
+}
+
+// liveInGroup reports whether a process of group pgid is alive (not a
+// zombie), from /proc/PID/stat: "pid (comm) state ppid pgrp ...".
+func liveInGroup(pgid int) bool {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	want := strconv.Itoa(pgid)
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) >= 3 && f[2] == want && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // run executes a command with stdin and returns its stdout; a failure
