@@ -15,9 +15,9 @@ var (
 	errInternal    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "internal error, try again later"}
 )
 
-// reply translates an error into the one SMTP reply the client sees. It is
+// Reply translates an error into the one SMTP reply the client sees. It is
 // the only place where errors become replies.
-func reply(err error) *smtp.SMTPError {
+func Reply(err error) *smtp.SMTPError {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		return se

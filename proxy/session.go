@@ -112,7 +112,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return errBadAddress
 	}
 	if err := ss.rcpt(to, domain, opts); err != nil {
-		r := reply(err)
+		r := Reply(err)
 		if r == errInternal {
 			ss.log.Error("recipient failed", "rcpt", to, "error", err)
 		} else {
@@ -191,7 +191,7 @@ func (ss *session) Data(r io.Reader) error {
 			return se // from our client's side, e.g. message too large
 		}
 		if _, ok := enforcement.AsFailure(err); ok {
-			return reply(err)
+			return Reply(err)
 		}
 		// Reading our client failed; the upstream transaction was
 		// abandoned before its end.
@@ -217,7 +217,7 @@ func (ss *session) logDelivery(up *upstream.Conn, final *smtp.SMTPError, err err
 	}
 	switch {
 	case err != nil:
-		r := reply(err)
+		r := Reply(err)
 		attrs = append(attrs, slog.Int("reply", r.Code), slog.String("text", r.Message), slog.String("error", err.Error()))
 		ss.log.LogAttrs(context.Background(), slog.LevelWarn, "delivery failed", attrs...)
 	default:

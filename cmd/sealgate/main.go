@@ -6,6 +6,7 @@
 // Usage:
 //
 //	sealgate [serve]          run the gateway (configured by SEALGATE_* variables)
+//	sealgate check DOMAIN...  policy and live MX probe report
 //	sealgate mtasts ...       inspect and manage the MTA-STS policy cache
 //	sealgate version          print the version
 package main
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "check":
+		return runCheck(args, stdout, stderr)
 	case "mtasts":
 		return runMTASTS(args, stdout, stderr)
 	case "version", "--version", "-version":
@@ -70,6 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 const usage = `usage:
   sealgate [serve]                   run the gateway, configured by SEALGATE_* variables
+  sealgate check [--json] DOMAIN...  policy and live MX probe; exit 0 when delivery would proceed
   sealgate mtasts list|show|refresh|purge [DOMAIN]
                                      inspect and manage the MTA-STS policy cache
   sealgate version                   print the version
