@@ -46,8 +46,8 @@ type Engine struct {
 	Floor Level
 	// MinVersion is the default minimum TLS version.
 	MinVersion uint16
-	// Relay, if set, replaces MX lookup: every domain uses this route.
-	Relay *Route
+	// Relay, if set, replaces MX lookup: every domain goes through it.
+	Relay *RelayHost
 	// STS, if set, supplies MTA-STS policies.
 	STS STSSource
 	Log *slog.Logger
@@ -65,9 +65,7 @@ func (e *Engine) floor() Level {
 func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	if e.Relay != nil {
-		r := *e.Relay
-		r.Domain = domain
-		return &r, nil
+		return e.relayRoute(ctx, domain)
 	}
 	mx, err := e.DNS.LookupMX(ctx, domain)
 	if err != nil {

@@ -20,6 +20,7 @@ const (
 	KindNoDomain                    // 550 5.1.2
 	KindRequireTLS                  // 550 5.7.30
 	KindLocal                       // 451 4.3.0: our own state is unavailable
+	KindAuth                        // 451 4.7.8: the relay refused our credentials
 )
 
 func (k Kind) String() string {
@@ -42,6 +43,8 @@ func (k Kind) String() string {
 		return "requiretls"
 	case KindLocal:
 		return "local"
+	case KindAuth:
+		return "relay-auth"
 	}
 	return fmt.Sprintf("unknown(%d)", int(k))
 }
@@ -89,6 +92,8 @@ func Worse(a, b Kind) bool { return rank(a) > rank(b) }
 
 func rank(k Kind) int {
 	switch k {
+	case KindAuth:
+		return 5
 	case KindTLS:
 		return 4
 	case KindNoSTARTTLS:

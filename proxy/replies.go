@@ -18,12 +18,14 @@ var (
 // Reply translates an error into the one SMTP reply the client sees. It is
 // the only place where errors become replies.
 func Reply(err error) *smtp.SMTPError {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se
-	}
+	// A failure of ours first: it may wrap an upstream reply (a 535 of
+	// the relay) that must not reach the client as it is.
 	f, ok := enforcement.AsFailure(err)
 	if !ok {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
 		return errInternal
 	}
 	code, ec := 451, smtp.EnhancedCode{4, 3, 0}
@@ -42,6 +44,8 @@ func Reply(err error) *smtp.SMTPError {
 		code, ec = 556, smtp.EnhancedCode{5, 1, 10}
 	case enforcement.KindNoDomain:
 		code, ec = 550, smtp.EnhancedCode{5, 1, 2}
+	case enforcement.KindAuth:
+		ec = smtp.EnhancedCode{4, 7, 8}
 	case enforcement.KindRequireTLS:
 		code, ec = 550, smtp.EnhancedCode{5, 7, 30}
 	}

@@ -14,8 +14,10 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"sealgate/enforcement"
@@ -45,6 +47,9 @@ type Deliverer struct {
 	DataTimeout time.Duration
 	// MaxAddresses limits the addresses tried per delivery (10 if 0).
 	MaxAddresses int
+	// RelayUsername and RelayPassword, if set, authenticate to a relay
+	// route (smarthost) with SASL PLAIN or LOGIN after TLS.
+	RelayUsername, RelayPassword string
 	// ClientCertificate, if set, is presented to servers that ask.
 	ClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	// Log receives one line per attempt; slog.Default if nil.
@@ -157,12 +162,24 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 	}
 
 	dc := &deadlineConn{Conn: tc, timeout: orDefault(d.DataTimeout, 10*time.Minute)}
-	client := smtp.NewClient(&replayConn{Conn: dc, pending: []byte("220 " + h.Name + " ESMTP\r\n")})
+	var client *smtp.Client
+	if h.ImplicitTLS {
+		// The greeting comes over TLS.
+		client = smtp.NewClient(dc)
+	} else {
+		client = smtp.NewClient(&replayConn{Conn: dc, pending: []byte("220 " + h.Name + " ESMTP\r\n")})
+	}
 	client.CommandTimeout = cmdTimeout
 	client.SubmissionTimeout = dc.timeout
 	if err := client.Hello(d.Hostname); err != nil {
 		client.Close()
-		return nil, fail(enforcement.KindUnreachable, "", "EHLO after STARTTLS: "+errText(err), err)
+		return nil, fail(enforcement.KindUnreachable, "", "EHLO after TLS: "+errText(err), err)
+	}
+	if route.Relay && d.RelayUsername != "" {
+		if err := d.auth(client); err != nil {
+			client.Close()
+			return nil, fail(enforcement.KindAuth, "", "authentication failed: "+errText(err), err)
+		}
 	}
 	c := &Conn{
 		Route:   route,
@@ -180,6 +197,27 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 		slog.String("policy", h.Req.Describe()), slog.Bool("authenticated", verdict.Authenticated),
 		slog.String("verification", verdict.Detail), slog.Duration("duration", time.Since(start)))
 	return c, nil
+}
+
+// auth authenticates to the relay with PLAIN, or LOGIN when the relay
+// offers only that.
+func (d *Deliverer) auth(c *smtp.Client) error {
+	ok, mechs := c.Extension("AUTH")
+	if !ok {
+		return errors.New("the relay offers no AUTH")
+	}
+	for _, m := range strings.Fields(strings.ToUpper(mechs)) {
+		switch m {
+		case sasl.Plain:
+			return c.Auth(sasl.NewPlainClient("", d.RelayUsername, d.RelayPassword))
+		}
+	}
+	for _, m := range strings.Fields(strings.ToUpper(mechs)) {
+		if m == sasl.Login {
+			return c.Auth(sasl.NewLoginClient(d.RelayUsername, d.RelayPassword))
+		}
+	}
+	return fmt.Errorf("the relay offers neither PLAIN nor LOGIN (AUTH %s)", mechs)
 }
 
 func (d *Deliverer) dial(ctx context.Context, addr string) (net.Conn, error) {

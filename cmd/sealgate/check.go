@@ -84,10 +84,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	defer cleanup()
 	dns := &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout}
-	engine := &enforcement.Engine{DNS: dns, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: newSTSManager(dns, st, quiet), Log: quiet}
+	engine := &enforcement.Engine{DNS: dns, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: newSTSManager(dns, st, quiet), Relay: cfg.relay, Log: quiet}
 	deliver := &upstream.Deliverer{
 		Hostname: cfg.Hostname, Port: cfg.MXPort, Verifier: &enforcement.Verifier{Floor: cfg.floor},
 		ConnectTimeout: cfg.ConnectTimeout, CommandTimeout: 30 * time.Second, Log: quiet,
+		RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword,
 	}
 	status := 0
 	var reports []domainReport

@@ -33,7 +33,10 @@ type Config struct {
 	PolicyFile      string        `env:"POLICY_FILE" form:"a readable policy file"`
 	ClientCertFile  string        `env:"CLIENT_CERT_FILE" form:"a PEM certificate chain file"`
 	ClientKeyFile   string        `env:"CLIENT_KEY_FILE" form:"a PEM private key file"`
-	RelayHost       string        `env:"RELAY_HOST" form:"[host]:port or host:port"`
+	RelayHost       string        `env:"RELAY_HOST" form:"[host]:port (no MX lookup) or host:port, as Postfix's relayhost"`
+	RelayUsername   string        `env:"RELAY_USERNAME" form:"the SASL user name at the relay"`
+	RelayPassword   string        `env:"RELAY_PASSWORD" form:"the SASL password at the relay"`
+	RelayPassFile   string        `env:"RELAY_PASSWORD_FILE" form:"a readable file holding the relay password"`
 	StateDir        string        `env:"STATE_DIR" envDefault:"./sealgate-data" form:"a writable directory"`
 	RedisURL        string        `env:"REDIS_URL" form:"redis://host:port/db"`
 	AdminListen     string        `env:"ADMIN_LISTEN" envDefault:"127.0.0.1:9025" form:"host:port"`
@@ -53,6 +56,7 @@ type Config struct {
 	resolvers []string
 	floor     enforcement.Level
 	minTLS    uint16
+	relay     *enforcement.RelayHost
 }
 
 const envPrefix = "SEALGATE_"
@@ -145,7 +149,27 @@ func parseConfig(environ map[string]string) (*Config, error) {
 		}
 	}
 	if c.RelayHost != "" {
-		return nil, bad("RelayHost", c.RelayHost, "smarthost mode is not available in this version")
+		r, err := enforcement.ParseRelayHost(c.RelayHost)
+		if err != nil {
+			return nil, bad("RelayHost", c.RelayHost, err.Error())
+		}
+		c.relay = &r
+	}
+	if c.RelayPassword != "" && c.RelayPassFile != "" {
+		return nil, errors.New(envPrefix + "RELAY_PASSWORD and " + envPrefix + "RELAY_PASSWORD_FILE are exclusive: set one")
+	}
+	if c.RelayPassFile != "" {
+		data, err := os.ReadFile(c.RelayPassFile)
+		if err != nil {
+			return nil, bad("RelayPassFile", c.RelayPassFile, err.Error())
+		}
+		c.RelayPassword = strings.TrimRight(string(data), "\r\n")
+	}
+	if (c.RelayUsername != "") != (c.RelayPassword != "") {
+		return nil, errors.New(envPrefix + "RELAY_USERNAME needs " + envPrefix + "RELAY_PASSWORD or " + envPrefix + "RELAY_PASSWORD_FILE, and the other way round")
+	}
+	if c.RelayUsername != "" && c.relay == nil {
+		return nil, errors.New(envPrefix + "RELAY_USERNAME is set but " + envPrefix + "RELAY_HOST is not")
 	}
 	if c.PolicyFile != "" {
 		return nil, bad("PolicyFile", c.PolicyFile, "local policy files are not available in this version")

@@ -67,7 +67,10 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 	sts := newSTSManager(res, st, log)
 
 	verifier := &enforcement.Verifier{Floor: cfg.floor}
-	engine := &enforcement.Engine{DNS: res, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: sts, Log: log}
+	engine := &enforcement.Engine{DNS: res, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: sts, Relay: cfg.relay, Log: log}
+	if cfg.relay != nil {
+		log.Info("smarthost mode: every message goes through the relay", "relay", cfg.relay.String(), "auth", cfg.RelayUsername != "")
+	}
 	deliver := &upstream.Deliverer{
 		Hostname:       cfg.Hostname,
 		Port:           cfg.MXPort,
@@ -75,6 +78,8 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 		ConnectTimeout: cfg.ConnectTimeout,
 		CommandTimeout: cfg.CommandTimeout,
 		DataTimeout:    cfg.DataTimeout,
+		RelayUsername:  cfg.RelayUsername,
+		RelayPassword:  cfg.RelayPassword,
 		Log:            log,
 	}
 	watcher := certs.NewWatcher(log)

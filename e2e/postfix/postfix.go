@@ -7,8 +7,8 @@
 //
 // The harness needs root and the Debian package postfix. It touches nothing
 // outside its temporary directory: no file under /etc/postfix, no system
-// instance, no syslog. The master daemon runs in the foreground as a child
-// of the test binary, so it dies with it.
+// instance, no syslog. The master daemon runs in the foreground under a
+// watchdog that stops it when the test ends or the test binary dies.
 package postfix
 
 import (
@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -55,10 +54,12 @@ type Instance struct {
 	paths paths
 	bins  binaries
 
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when master has been reaped
-	exitErr  error         // Wait's result, set before exited closes
-	stopOnce sync.Once
+	cmd       *exec.Cmd     // the watchdog shell; master is its child
+	lifeline  *os.File      // closing it (or dying) makes the watchdog stop master
+	masterPID int           // also master's process group; 0 until ready
+	exited    chan struct{} // closed when the watchdog has been reaped
+	exitErr   error         // Wait's result, set before exited closes
+	stopOnce  sync.Once
 }
 
 // binaries are the absolute paths of the programs the harness runs.
@@ -66,9 +67,10 @@ type binaries struct {
 	postconf, postqueue, sendmail, master string
 }
 
-// Start creates, checks and starts a private Postfix instance and stops and
-// removes it when the test ends. It fails the test (never skips) when
-// Postfix is missing or will not start, naming the Debian package.
+// Start creates and starts a private Postfix instance, returns once it
+// accepts mail, and stops and removes it when the test ends (logging the
+// end of its mail log if the test failed). It fails the test (never skips)
+// when Postfix is missing or will not start, naming the Debian package.
 func Start(t testing.TB, opts Options) *Instance {
 	t.Helper()
 	opts, err := opts.validate()
@@ -126,10 +128,11 @@ func findBinaries() (binaries, error) {
 	}{
 		{&b.postconf, "postconf"}, {&b.postqueue, "postqueue"}, {&b.sendmail, "sendmail"},
 	} {
-		path, err := exec.LookPath(x.name)
-		if err != nil {
-			path = filepath.Join("/usr/sbin", x.name) // often not in a test's PATH
-			if _, serr := os.Stat(path); serr != nil {
+		// Debian's path first: /usr/sbin is often not in a test's PATH, and
+		// another "sendmail" may come first there.
+		path := filepath.Join("/usr/sbin", x.name)
+		if _, err := os.Stat(path); err != nil {
+			if path, err = exec.LookPath(x.name); err != nil {
 				return b, fmt.Errorf("%s not found: %w", x.name, err)
 			}
 		}
@@ -282,104 +285,6 @@ func checkTraversable(dir string) error {
 			return nil
 		}
 	}
-}
-
-// startMaster runs master in the foreground, as "postfix start-fg" does
-// (without -w it does not fork; it makes itself a session leader). It gets
-// SIGTERM if the test binary dies, and then stops its children itself.
-func (in *Instance) startMaster() error {
-	out, err := os.OpenFile(filepath.Join(in.paths.root, "master.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	cmd := exec.Command(in.bins.master, "-c", in.paths.config, "-s")
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting master: %w", err)
-	}
-	in.cmd = cmd
-	go func() {
-		in.exitErr = cmd.Wait()
-		close(in.exited)
-	}()
-	return nil
-}
-
-// waitReady waits until showq answers through master: postqueue, run as
-// root, reads the queue directly (and warns, also in the mail log) while
-// master is not serving, so it runs only once showq's socket exists.
-func (in *Instance) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	showq := filepath.Join(in.paths.queue, "public", "showq")
-	for {
-		select {
-		case <-in.exited:
-			return fmt.Errorf("%w during start-up: %v", ErrExited, in.exitErr)
-		default:
-		}
-		var stderr bytes.Buffer
-		if _, err := os.Stat(showq); err == nil {
-			cmd := exec.Command(in.bins.postqueue, "-c", in.paths.config, "-j")
-			cmd.Stderr = &stderr
-			if err := cmd.Run(); err == nil && stderr.Len() == 0 {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: master not serving after %v: %s", ErrTimeout, timeout, strings.TrimSpace(stderr.String()))
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
-// Stop stops master and its children; it is idempotent and also runs when
-// the test ends. Queue files stay until the test's cleanup removes them.
-func (in *Instance) Stop() {
-	in.stopOnce.Do(func() {
-		pid := in.cmd.Process.Pid
-		_ = in.cmd.Process.Signal(syscall.SIGTERM) // master then signals its process group
-		select {
-		case <-in.exited:
-		case <-time.After(stopTimeout):
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			<-in.exited
-		}
-		// Master's process group (its pid: it called setsid) may still hold
-		// exiting children; they must be gone before the tree is removed.
-		// They are orphans now, so they linger as zombies until PID 1 reaps
-		// them (seconds, here): those hold no files and are not waited for.
-		deadline := time.Now().Add(stopTimeout)
-		for liveInGroup(pid) && time.Now().Before(deadline) {
-			time.Sleep(pollInterval)
-		}
-		if liveInGroup(pid) {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-		}
-	})
-}
-
-// liveInGroup reports whether a process of group pgid is alive (not a
-// zombie), from /proc/PID/stat: "pid (comm) state ppid pgrp ...".
-func liveInGroup(pgid int) bool {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	want := strconv.Itoa(pgid)
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // exited meanwhile
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) >= 3 && f[2] == want && f[0] != "Z" && f[0] != "X" {
-			return true
-		}
-	}
-	return false
 }
 
 // run executes a command with stdin and returns its stdout; a failure
