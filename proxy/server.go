@@ -117,6 +117,7 @@ func New(opts Options) *Server {
 	srv.TLSConfig = opts.TLSConfig
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true
+	srv.EnableREQUIRETLS = true // advertised under TLS only
 	srv.ErrorLog = errorLog{log}
 	s.smtp = srv
 	return s

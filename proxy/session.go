@@ -94,6 +94,12 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.endTransaction()
+	if opts != nil && opts.RequireTLS {
+		if _, ok := ss.conn.TLSConnectionState(); !ok {
+			// go-smtp accepts the parameter over cleartext (RFC 8689 §4.1).
+			return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 10}, Message: "REQUIRETLS needs STARTTLS first"}
+		}
+	}
 	ss.id = newID()
 	ss.from = from
 	ss.mailOpts = opts
@@ -133,6 +139,11 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 		route, err = ss.s.opts.Router.Resolve(ctx, domain)
 		if err != nil {
 			return err
+		}
+		if ss.mailOpts != nil && ss.mailOpts.RequireTLS {
+			if route, err = route.RequireTLS(); err != nil {
+				return err
+			}
 		}
 		ss.routes[domain] = route
 	}
