@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+
+	"sealgate/enforcement/localpolicy"
+	"sealgate/enforcement/mtasts"
 )
 
 // Route is where and how the mail for a domain goes: the MX hosts to try
@@ -50,7 +53,10 @@ type Engine struct {
 	Relay *RelayHost
 	// STS, if set, supplies MTA-STS policies.
 	STS STSSource
-	Log *slog.Logger
+	// Local, if set, is the local policy table; it overrides DANE and
+	// MTA-STS for its destinations.
+	Local LocalPolicy
+	Log   *slog.Logger
 }
 
 func (e *Engine) floor() Level {
@@ -77,14 +83,20 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 	if len(mx.Hosts) == 0 {
 		return nil, &Failure{Kind: KindNoDomain, Domain: domain, Reason: "no MX and no address records"}
 	}
-	sts, err := e.stsPolicy(ctx, domain)
-	if err != nil {
-		return nil, err
+	var local *localpolicy.Entry
+	if e.Local != nil {
+		local, _ = e.Local.Lookup(domain)
+	}
+	var sts *mtasts.Policy
+	if local == nil {
+		if sts, err = e.stsPolicy(ctx, domain); err != nil {
+			return nil, err
+		}
 	}
 	route := &Route{Domain: domain}
 	var lastErr error
 	var deferred *Failure
-	var excluded []string
+	var excluded, excludedLocal []string
 	for _, name := range mx.Hosts {
 		addrs, err := e.DNS.LookupAddrs(ctx, name)
 		if err != nil {
@@ -94,6 +106,19 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 		}
 		if len(addrs.Addrs) == 0 {
 			lastErr = fmt.Errorf("%s: no address records", name)
+			continue
+		}
+		if local != nil {
+			req, ok, err := e.localRequirement(ctx, local, domain, name, addrs.Name, mx.Secure && addrs.Secure)
+			switch {
+			case err != nil:
+				deferred = &Failure{Kind: KindDNS, Domain: domain, Policy: "local policy " + local.Level.String(), Host: name,
+					Reason: "TLSA lookup failed: " + err.Error(), Result: ResultDNSSECInvalid, Err: err}
+			case !ok:
+				excludedLocal = append(excludedLocal, name)
+			default:
+				route.Hosts = append(route.Hosts, Host{Name: name, Addrs: addrs.Addrs, Req: req})
+			}
 			continue
 		}
 		req := e.hostRequirement(name)
@@ -132,6 +157,10 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 	if len(route.Hosts) == 0 {
 		if deferred != nil {
 			return nil, deferred
+		}
+		if len(excludedLocal) > 0 {
+			return nil, &Failure{Kind: KindTLS, Domain: domain, Policy: "local policy " + local.Level.String(),
+				Reason: "no MX host has usable DNSSEC-secure TLSA records: " + strings.Join(excludedLocal, ", "), Result: ResultDANERequired}
 		}
 		if len(excluded) > 0 {
 			return nil, &Failure{Kind: KindTLS, Domain: domain, Policy: "MTA-STS enforce",

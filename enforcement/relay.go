@@ -122,8 +122,3 @@ func relayFailure(domain string, r *RelayHost, f *Failure) *Failure {
 	}
 	return f
 }
-
-// localRelayRequirement is filled in by the local policy (see local.go).
-func (e *Engine) localRelayRequirement(host string) (Requirement, bool) {
-	return Requirement{}, false
-}

@@ -36,6 +36,8 @@ type Requirement struct {
 	TLSA []dane.TLSA
 	// MinVersion is the lowest TLS version accepted (tls.VersionTLS12 if 0).
 	MinVersion uint16
+	// MaxVersion, if set, is the highest TLS version offered.
+	MaxVersion uint16
 	// ServerName is the SNI to send; empty means the MX host name.
 	ServerName string
 	// Policy holds the policy strings for TLS-RPT (RFC 8460 §4.4).
@@ -55,7 +57,7 @@ func (r Requirement) Describe() string {
 // several domains may share one upstream connection).
 func (r Requirement) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%s/%s/testing=%t/min=%x/sni=%s", r.Source, r.Level, r.Mode, r.Testing, r.MinVersion, r.ServerName)
+	fmt.Fprintf(&b, "%s/%s/%s/testing=%t/min=%x/max=%x/sni=%s", r.Source, r.Level, r.Mode, r.Testing, r.MinVersion, r.MaxVersion, r.ServerName)
 	fmt.Fprintf(&b, "/names=%s/roots=%s", strings.Join(r.Names, ","), r.RootsName)
 	for _, f := range r.Fingerprints {
 		b.WriteString("/fp=" + hex.EncodeToString(f))
@@ -81,6 +83,7 @@ func (r Requirement) TLSConfig(v *Verifier, host string, base *tls.Config, out *
 		cfg.ServerName = host
 	}
 	cfg.InsecureSkipVerify = true
+	cfg.MaxVersion = r.MaxVersion
 	cfg.MinVersion = r.MinVersion
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS12

@@ -173,6 +173,12 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 	client.SubmissionTimeout = dc.timeout
 	if err := client.Hello(d.Hostname); err != nil {
 		client.Close()
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "remote error" {
+			// With TLS 1.3 the server judges our certificate after
+			// the handshake completed on our side.
+			return nil, fail(enforcement.KindTLS, enforcement.ResultValidationFailure, "the server ended the TLS session: "+err.Error(), err)
+		}
 		return nil, fail(enforcement.KindUnreachable, "", "EHLO after TLS: "+errText(err), err)
 	}
 	if route.Relay && d.RelayUsername != "" {

@@ -90,6 +90,14 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		ConnectTimeout: cfg.ConnectTimeout, CommandTimeout: 30 * time.Second, Log: quiet,
 		RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword,
 	}
+	if cfg.PolicyFile != "" {
+		local, err := loadLocalPolicy(cfg.PolicyFile, quiet)
+		if err != nil {
+			fmt.Fprintf(stderr, "sealgate check: SEALGATE_POLICY_FILE: %v\n", err)
+			return 2
+		}
+		engine.Local = local
+	}
 	status := 0
 	var reports []domainReport
 	for _, d := range domains {

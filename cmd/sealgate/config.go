@@ -171,9 +171,6 @@ func parseConfig(environ map[string]string) (*Config, error) {
 	if c.RelayUsername != "" && c.relay == nil {
 		return nil, errors.New(envPrefix + "RELAY_USERNAME is set but " + envPrefix + "RELAY_HOST is not")
 	}
-	if c.PolicyFile != "" {
-		return nil, bad("PolicyFile", c.PolicyFile, "local policy files are not available in this version")
-	}
 	return &c, nil
 }
 

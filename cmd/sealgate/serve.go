@@ -39,6 +39,7 @@ type gateway struct {
 	log      *slog.Logger
 	store    store.Store
 	watcher  *certs.Watcher
+	local    *localPolicy
 	sts      *mtasts.Manager
 	resolver *resolver.Resolver
 	engine   *enforcement.Engine
@@ -68,6 +69,13 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 
 	verifier := &enforcement.Verifier{Floor: cfg.floor}
 	engine := &enforcement.Engine{DNS: res, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: sts, Relay: cfg.relay, Log: log}
+	var local *localPolicy
+	if cfg.PolicyFile != "" {
+		if local, err = loadLocalPolicy(cfg.PolicyFile, log); err != nil {
+			return nil, &configError{fmt.Errorf("SEALGATE_POLICY_FILE: %w", err)}
+		}
+		engine.Local = local
+	}
 	if cfg.relay != nil {
 		log.Info("smarthost mode: every message goes through the relay", "relay", cfg.relay.String(), "auth", cfg.RelayUsername != "")
 	}
@@ -127,7 +135,7 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 		Opener:          deliver,
 		Log:             log,
 	})
-	return &gateway{log: log, watcher: watcher, store: st, sts: sts, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
+	return &gateway{log: log, watcher: watcher, local: local, store: st, sts: sts, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
 }
 
 func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
@@ -149,8 +157,11 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 			case <-bg.Done():
 				return
 			case <-hup:
-				g.log.Info("SIGHUP: reloading key material")
+				g.log.Info("SIGHUP: reloading key material and the local policy")
 				g.watcher.Reload()
+				if g.local != nil {
+					g.local.reload()
+				}
 			}
 		}
 	}()
