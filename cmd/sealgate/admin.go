@@ -74,9 +74,11 @@ func (o stsOps) purge(ctx context.Context, domain string) error {
 	return o.st.DeletePolicy(ctx, domain)
 }
 
-// adminHandler serves /healthz, /readyz and the MTA-STS cache API.
-func adminHandler(ops stsOps, log *slog.Logger) http.Handler {
+// adminHandler serves /metrics, /healthz, /readyz and the MTA-STS cache
+// API.
+func adminHandler(ops stsOps, metrics http.Handler, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})

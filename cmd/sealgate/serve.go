@@ -40,6 +40,7 @@ type gateway struct {
 	store    store.Store
 	watcher  *certs.Watcher
 	local    *localPolicy
+	metrics  *metrics
 	sts      *mtasts.Manager
 	resolver *resolver.Resolver
 	engine   *enforcement.Engine
@@ -67,7 +68,9 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 	log.Info("state store open", "store", where)
 	sts := newSTSManager(res, st, log)
 
-	verifier := &enforcement.Verifier{Floor: cfg.floor}
+	watcher := certs.NewWatcher(log)
+	met := newMetrics(watcher)
+	verifier := &enforcement.Verifier{Floor: cfg.floor, Recorder: met}
 	engine := &enforcement.Engine{DNS: res, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: sts, Relay: cfg.relay, Log: log}
 	var local *localPolicy
 	if cfg.PolicyFile != "" {
@@ -90,7 +93,6 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 		RelayPassword:  cfg.RelayPassword,
 		Log:            log,
 	}
-	watcher := certs.NewWatcher(log)
 	if cfg.ClientCertFile != "" {
 		ckp := &certs.KeyPair{}
 		if err := watcher.WatchKeyPair("client", ckp, cfg.ClientCertFile, cfg.ClientKeyFile); err != nil {
@@ -135,7 +137,7 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 		Opener:          deliver,
 		Log:             log,
 	})
-	return &gateway{log: log, watcher: watcher, local: local, store: st, sts: sts, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
+	return &gateway{log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
 }
 
 func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
@@ -166,7 +168,7 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 		}
 	}()
 	if cfg.AdminListen != "" {
-		if _, err := serveAdmin(bg, cfg.AdminListen, adminHandler(stsOps{st: g.store, mgr: g.sts}, g.log), g.log); err != nil {
+		if _, err := serveAdmin(bg, cfg.AdminListen, adminHandler(stsOps{st: g.store, mgr: g.sts}, g.metrics.handler(), g.log), g.log); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"sealgate/certs"
+	"sealgate/enforcement"
+)
+
+// metrics are the Prometheus metrics of the gateway (all sealgate_*).
+type metrics struct {
+	reg      *prometheus.Registry
+	verdicts *prometheus.CounterVec
+}
+
+func newMetrics(w *certs.Watcher) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sealgate_tls_verdicts_total",
+		Help: "Upstream TLS handshakes judged, by policy source, level and outcome (ok or the TLS-RPT result type).",
+	}, []string{"source", "level", "result"})
+	m.reg.MustRegister(m.verdicts)
+	m.reg.MustRegister(&expiryCollector{w: w, desc: prometheus.NewDesc(
+		"sealgate_certificate_expiry_timestamp_seconds",
+		"NotAfter of each certificate sealgate holds (inbound, client), as a Unix time.",
+		[]string{"name"}, nil)})
+	return m
+}
+
+// RecordVerdict counts a verdict (enforcement.Recorder).
+func (m *metrics) RecordVerdict(v enforcement.Verdict) {
+	result := "ok"
+	if v.Result != "" {
+		result = v.Result
+	}
+	m.verdicts.WithLabelValues(v.Req.Source.String(), v.Req.Level.String(), result).Inc()
+}
+
+var _ enforcement.Recorder = (*metrics)(nil)
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// expiryCollector reports the certificates' expiry at scrape time.
+type expiryCollector struct {
+	w    *certs.Watcher
+	desc *prometheus.Desc
+}
+
+func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, t := range c.w.Expiries() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(t.Unix()), name)
+	}
+}

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"sealgate/certs/certstest"
+	"sealgate/upstream/upstreamtest"
+)
+
+// replaceFile writes data next to path and renames it over path, as
+// deployment tools do.
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInboundCertificateReload(t *testing.T) {
+	w := newWorld(t)
+	w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.example.test")})
+	dir := t.TempDir()
+	first := w.ca.Leaf("gw.sealgate.test")
+	certFile, keyFile := certstest.WriteKeyPair(t, dir, first)
+	admin := freeAddr(t)
+	g := w.start(map[string]string{"SEALGATE_TLS_CERT_FILE": certFile, "SEALGATE_TLS_KEY_FILE": keyFile, "SEALGATE_ADMIN_LISTEN": admin})
+
+	served := func() *x509.Certificate {
+		c, err := smtp.DialStartTLS(g.addr, &tls.Config{ServerName: "gw.sealgate.test", RootCAs: w.ca.Pool()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Noop(); err != nil { // completes the lazy handshake
+			t.Fatal(err)
+		}
+		cs, _ := c.TLSConnectionState()
+		return cs.PeerCertificates[0]
+	}
+	if !served().Equal(first.Leaf) {
+		t.Fatal("not serving the configured certificate")
+	}
+	// A session opened before the swap.
+	open, err := smtp.DialStartTLS(g.addr, &tls.Config{ServerName: "gw.sealgate.test", RootCAs: w.ca.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	if err := open.Noop(); err != nil {
+		t.Fatal(err)
+	}
+
+	second := w.ca.Leaf("gw.sealgate.test")
+	certPEM, keyPEM := certstest.KeyPairPEM(t, second)
+	replaceFile(t, keyFile, keyPEM)
+	replaceFile(t, certFile, certPEM)
+	deadline := time.Now().Add(15 * time.Second)
+	for !served().Equal(second.Leaf) {
+		if time.Now().After(deadline) {
+			t.Fatalf("new sessions never saw the new certificate:\n%s", g.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The session in progress finishes its transaction.
+	if err := open.SendMail("a@legacy.sealgate.test", []string{"b@example.test"}, strings.NewReader(string(message("during reload")))); err != nil {
+		t.Fatalf("session opened before the reload: %v", err)
+	}
+
+	// A corrupt replacement is ignored and logged.
+	replaceFile(t, certFile, []byte("-----BEGIN CERTIFICATE-----\nnot base64 at all\n"))
+	deadline = time.Now().Add(15 * time.Second)
+	for !strings.Contains(g.logs.String(), "reload failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("corrupt certificate not logged:\n%s", g.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !served().Equal(second.Leaf) {
+		t.Fatal("a corrupt file replaced the certificate in force")
+	}
+	if !strings.Contains(g.logs.String(), filepath.Base(certFile)) {
+		t.Error("the log does not name the corrupt file")
+	}
+
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`sealgate_certificate_expiry_timestamp_seconds{name="inbound"}`, `sealgate_tls_verdicts_total{level="encrypt",result="ok",source="floor"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
