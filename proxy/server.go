@@ -25,6 +25,8 @@ import (
 // Router works out the route for a recipient domain.
 type Router interface {
 	Resolve(ctx context.Context, domain string) (*enforcement.Route, error)
+	// RelaxedRoute is the route for a message with "TLS-Required: No".
+	RelaxedRoute(ctx context.Context, domain string) (*enforcement.Route, error)
 }
 
 // Opener opens a verified upstream connection for a route.
@@ -62,6 +64,9 @@ type Options struct {
 	// UpstreamTimeout bounds route resolution and opening the upstream
 	// connection for one recipient (2 minutes if 0).
 	UpstreamTimeout time.Duration
+	// HonorTLSRequiredNo lets a "TLS-Required: No" header field (RFC 8689
+	// §5) waive a domain's TLS policy, never the encrypt floor.
+	HonorTLSRequiredNo bool
 
 	Router Router
 	Opener Opener

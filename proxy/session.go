@@ -38,6 +38,11 @@ type session struct {
 	routes   map[string]*enforcement.Route
 	rcpts    []string
 	started  time.Time
+
+	// recipients accepted on condition of TLS-Required: No
+	pending      []pendingRcpt
+	pendingRoute *enforcement.Route
+	pendingCause *smtp.SMTPError
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -133,11 +138,17 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 	ctx, cancel := context.WithTimeout(context.Background(), ss.s.opts.UpstreamTimeout)
 	defer cancel()
+	if len(ss.pending) > 0 {
+		return ss.pend(ctx, to, domain, opts, nil)
+	}
 	route, ok := ss.routes[domain]
 	if !ok {
 		var err error
 		route, err = ss.s.opts.Router.Resolve(ctx, domain)
 		if err != nil {
+			if ss.canWaive(err) {
+				return ss.pend(ctx, to, domain, opts, err)
+			}
 			return err
 		}
 		if ss.mailOpts != nil && ss.mailOpts.RequireTLS {
@@ -150,6 +161,9 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 	if ss.up == nil {
 		up, err := ss.s.opts.Opener.Open(ctx, route)
 		if err != nil {
+			if ss.canWaive(err) {
+				return ss.pend(ctx, to, domain, opts, err)
+			}
 			return err
 		}
 		if err := up.Mail(ss.from, ss.mailOpts); err != nil {
@@ -171,6 +185,13 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	if len(ss.pending) > 0 && ss.up == nil {
+		var err error
+		if r, err = ss.openPending(r); err != nil {
+			ss.log.Info("conditional recipients deferred", "reason", err.Error())
+			return Reply(err)
+		}
+	}
 	if ss.up == nil {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no valid recipients"}
 	}
@@ -252,6 +273,7 @@ func (ss *session) endTransaction() {
 		ss.up = nil
 	}
 	ss.from, ss.mailOpts, ss.routeKey, ss.routes, ss.rcpts = "", nil, "", nil, nil
+	ss.pending, ss.pendingRoute, ss.pendingCause = nil, nil, nil
 }
 
 // dropUpstream forgets a broken upstream connection.

@@ -49,6 +49,7 @@ type Config struct {
 	DataTimeout     time.Duration `env:"DATA_TIMEOUT" envDefault:"10m" form:"a Go duration, e.g. 10m"`
 	ConnectTimeout  time.Duration `env:"CONNECT_TIMEOUT" envDefault:"30s" form:"a Go duration, e.g. 30s"`
 	DNSTimeout      time.Duration `env:"DNS_TIMEOUT" envDefault:"5s" form:"a Go duration, e.g. 5s"`
+	HonorTLSReqNo   bool          `env:"HONOR_TLS_REQUIRED_NO" envDefault:"false" form:"true or false"`
 
 	// Derived values, filled by parseConfig.
 	listen    []string

@@ -124,18 +124,19 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 		users = u
 	}
 	srv := proxy.New(proxy.Options{
-		Hostname:        cfg.Hostname,
-		AllowedNetworks: cfg.networks,
-		Users:           users,
-		TLSConfig:       &tls.Config{GetCertificate: kp.GetCertificate, MinVersion: tls.VersionTLS12},
-		MaxConnections:  cfg.MaxConnections,
-		MaxMessageBytes: cfg.MaxMessageSize,
-		MaxRecipients:   cfg.MaxRecipients,
-		CommandTimeout:  cfg.CommandTimeout,
-		DataTimeout:     cfg.DataTimeout,
-		Router:          engine,
-		Opener:          deliver,
-		Log:             log,
+		Hostname:           cfg.Hostname,
+		AllowedNetworks:    cfg.networks,
+		Users:              users,
+		TLSConfig:          &tls.Config{GetCertificate: kp.GetCertificate, MinVersion: tls.VersionTLS12},
+		MaxConnections:     cfg.MaxConnections,
+		MaxMessageBytes:    cfg.MaxMessageSize,
+		MaxRecipients:      cfg.MaxRecipients,
+		CommandTimeout:     cfg.CommandTimeout,
+		DataTimeout:        cfg.DataTimeout,
+		HonorTLSRequiredNo: cfg.HonorTLSReqNo,
+		Router:             engine,
+		Opener:             deliver,
+		Log:                log,
 	})
 	return &gateway{log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
 }

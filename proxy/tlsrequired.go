@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+
+	"sealgate/enforcement"
+)
+
+// pendingRcpt is a recipient accepted on condition that the message
+// carries "TLS-Required: No" (RFC 8689 §5): its domain's TLS policy could
+// not be met, and the administrator lets senders waive it.
+type pendingRcpt struct {
+	to   string
+	opts *smtp.RcptOptions
+}
+
+// maxHeaderPeek bounds how much of the message is read to find the
+// TLS-Required header field before the upstream connection exists.
+const maxHeaderPeek = 1 << 20
+
+// canWaive reports whether a refusal of a recipient may be waived by the
+// message's "TLS-Required: No": only policy failures (never a missing
+// STARTTLS: the encrypt floor holds), only when the administrator allows
+// it, not for REQUIRETLS messages (RFC 8689 §5), and only before an
+// upstream transaction started.
+func (ss *session) canWaive(err error) bool {
+	if !ss.s.opts.HonorTLSRequiredNo || ss.up != nil {
+		return false
+	}
+	if ss.mailOpts != nil && ss.mailOpts.RequireTLS {
+		return false
+	}
+	f, ok := enforcement.AsFailure(err)
+	return ok && f.Kind == enforcement.KindTLS
+}
+
+// pend accepts a recipient on condition (see pendingRcpt).
+func (ss *session) pend(ctx context.Context, to, domain string, opts *smtp.RcptOptions, cause error) error {
+	if len(ss.pending) == 0 {
+		route, err := ss.s.opts.Router.RelaxedRoute(ctx, domain)
+		if err != nil {
+			return cause
+		}
+		ss.pendingRoute = route
+		ss.pendingCause = Reply(cause)
+	} else if domain != ss.pendingRoute.Domain {
+		return otherRoute(domain)
+	}
+	ss.pending = append(ss.pending, pendingRcpt{to: to, opts: opts})
+	ss.log.Info("recipient accepted on condition of TLS-Required: No", "rcpt", to, "cause", ss.pendingCause.Message)
+	return nil
+}
+
+// openPending decides the conditional recipients at DATA: it reads the
+// header section, and if it holds "TLS-Required: No", opens the relaxed
+// route and sends MAIL and RCPT. It returns the reader of the whole
+// message.
+func (ss *session) openPending(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	header, err := readHeader(br)
+	body := io.MultiReader(bytes.NewReader(header), br)
+	if err != nil {
+		return body, err
+	}
+	if !tlsRequiredNo(header) {
+		c := *ss.pendingCause
+		c.Message += " (the message has no TLS-Required: No header field)"
+		return body, &c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ss.s.opts.UpstreamTimeout)
+	defer cancel()
+	up, err := ss.s.opts.Opener.Open(ctx, ss.pendingRoute)
+	if err != nil {
+		return body, err
+	}
+	if err := up.Mail(ss.from, ss.mailOpts); err != nil {
+		up.Close()
+		return body, err
+	}
+	ss.up = up
+	for _, p := range ss.pending {
+		if err := up.Rcpt(p.to, p.opts); err != nil {
+			// One reply answers DATA for every recipient: defer the
+			// whole message rather than bounce recipients that were
+			// accepted.
+			r := Reply(err)
+			return body, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 5, 0},
+				Message: "<" + p.to + "> refused at delivery under TLS-Required: No: " + r.Message}
+		}
+	}
+	ss.log.Info("delivering under TLS-Required: No", "domain", ss.pendingRoute.Domain, "mx", up.Host.Name)
+	return body, nil
+}
+
+// readHeader reads the header section (through the empty line), at most
+// maxHeaderPeek bytes.
+func readHeader(br *bufio.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	for buf.Len() < maxHeaderPeek {
+		line, err := br.ReadSlice('\n')
+		buf.Write(line)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return buf.Bytes(), nil
+			}
+			return buf.Bytes(), err
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// tlsRequiredNo reports whether the header section has the field
+// "TLS-Required: No" (RFC 8689 §5.3), folded lines unfolded.
+func tlsRequiredNo(header []byte) bool {
+	var field string
+	check := func() bool {
+		name, value, ok := strings.Cut(field, ":")
+		return ok && strings.EqualFold(strings.TrimSpace(name), "TLS-Required") && strings.EqualFold(strings.TrimSpace(value), "No")
+	}
+	for _, line := range strings.Split(string(header), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if line != "" && (line[0] == ' ' || line[0] == '\t') {
+			field += " " + strings.TrimSpace(line)
+			continue
+		}
+		if check() {
+			return true
+		}
+		field = line
+	}
+	return check()
+}
