@@ -6,49 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"sealgate/upstream/upstreamtest"
 )
 
 // TestMain fails the package when a fake leaves a goroutine behind.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitNoLeaks(3 * time.Second); leaked != "" {
-			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// leakedGoroutines returns the stacks of goroutines other than the caller's
-// that run code of this package or of go-smtp's server.
-func leakedGoroutines() string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	stacks := strings.Split(string(buf), "\n\n")
-	var out []string
-	for _, s := range stacks[1:] { // stacks[0] is the caller
-		if strings.Contains(s, "sealgate/upstream/upstreamtest.") || strings.Contains(s, "emersion/go-smtp.(*Server)") {
-			out = append(out, s)
-		}
-	}
-	return strings.Join(out, "\n\n")
-}
-
-func waitNoLeaks(d time.Duration) string {
-	deadline := time.Now().Add(d)
-	for {
-		leaked := leakedGoroutines()
-		if leaked == "" || time.Now().After(deadline) {
-			return leaked
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	upstreamtest.RunWithLeakCheck(m, 3*time.Second, "sealgate/upstream/upstreamtest.", "emersion/go-smtp.(*Server)")
 }
 
 // rawClient speaks SMTP line by line, for conversations go-smtp's client
