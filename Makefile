@@ -30,7 +30,7 @@ deps:
 	@./.ci/deps $(TEST_DEBS)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./e2e/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSession -fuzztime 30s ./proxy

@@ -41,7 +41,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "sealgate")
-	build := exec.Command("go", "build", "-race", "-o", binPath, "sealgate/cmd/sealgate")
+	args := []string{"build", "-o", binPath}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "sealgate/cmd/sealgate")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building sealgate:", err)
@@ -64,7 +68,7 @@ func nextIP() string {
 // world is one test's network: a fake DNS, a WebPKI CA trusted by the
 // gateway (through SSL_CERT_FILE), and fake MX hosts on one shared port.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	dns    *dnstest.Server
 	ca     *certstest.CA
 	caFile string
@@ -72,7 +76,7 @@ type world struct {
 	anchor net.Listener
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	w := &world{t: t, dns: dnstest.NewServer(t), ca: certstest.NewCA(t, "sealgate test WebPKI root")}
 	w.caFile = w.ca.WriteCAFile(t.TempDir())
@@ -116,7 +120,7 @@ func (w *world) cert(names ...string) *tls.Certificate {
 
 // gateway is a running sealgate process.
 type gateway struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	addr string
 	logs *syncBuffer
@@ -144,7 +148,7 @@ func (w *world) start(env map[string]string) *gateway {
 
 var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
-func startGateway(t *testing.T, env map[string]string) *gateway {
+func startGateway(t testing.TB, env map[string]string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	g.cmd = exec.Command(binPath, "serve")
