@@ -108,3 +108,41 @@ func TestInboundCertificateReload(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyFileReload(t *testing.T) {
+	w := newWorld(t)
+	self := certstest.SelfSigned(t, "mx.x.test")
+	mx := w.mx("x.test", "mx.x.test", 10, upstreamtest.MXOptions{Certificate: &self})
+	policy := writePolicy(t, "x.test verify")
+	g := w.start(map[string]string{"SEALGATE_POLICY_FILE": policy})
+	res := g.send("a@legacy.sealgate.test", []string{"b@x.test"}, message("x"))
+	wantReply(t, "RCPT under verify", res.Rcpt[0], 451, "4.7.5", "local policy verify")
+
+	replaceFile(t, policy, []byte("x.test encrypt\n"))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res = g.send("a@legacy.sealgate.test", []string{"b@x.test"}, message("x"))
+		if res.Rcpt[0] == nil && res.Data == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the changed policy file was not picked up: %+v", res)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// A broken file keeps the table in force.
+	replaceFile(t, policy, []byte("x.test may\n"))
+	deadline = time.Now().Add(15 * time.Second)
+	for !strings.Contains(g.logs.String(), "sealgate never sends mail in cleartext") {
+		if time.Now().After(deadline) {
+			t.Fatalf("broken policy file not reported:\n%s", g.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if res := g.send("a@legacy.sealgate.test", []string{"b@x.test"}, message("x")); res.Rcpt[0] != nil {
+		t.Fatalf("a broken policy file changed the table in force: %v", res.Rcpt[0])
+	}
+	if len(mx.Messages()) != 2 {
+		t.Errorf("MX got %d messages, want 2", len(mx.Messages()))
+	}
+}

@@ -91,7 +91,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword,
 	}
 	if cfg.PolicyFile != "" {
-		local, err := loadLocalPolicy(cfg.PolicyFile, quiet)
+		local, err := loadLocalPolicy(cfg.PolicyFile, nil, quiet)
 		if err != nil {
 			fmt.Fprintf(stderr, "sealgate check: SEALGATE_POLICY_FILE: %v\n", err)
 			return 2

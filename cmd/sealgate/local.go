@@ -1,42 +1,53 @@
 package main
 
 import (
+	"bytes"
 	"log/slog"
 	"sync/atomic"
 
+	"sealgate/certs"
 	"sealgate/enforcement"
 	"sealgate/enforcement/localpolicy"
 )
 
-// localPolicy holds the policy table, swapped whole on reload.
+// localPolicy holds the policy table, swapped whole when the file or one
+// of its tafiles changes, or on SIGHUP.
 type localPolicy struct {
-	file string
-	p    atomic.Pointer[localpolicy.Policy]
-	log  *slog.Logger
+	p atomic.Pointer[localpolicy.Policy]
 }
 
 var _ enforcement.LocalPolicy = (*localPolicy)(nil)
 
-func loadLocalPolicy(file string, log *slog.Logger) (*localPolicy, error) {
+// loadLocalPolicy loads the table and has w follow the file and its
+// tafiles; a broken file on reload keeps the table in force and is logged.
+func loadLocalPolicy(file string, w *certs.Watcher, log *slog.Logger) (*localPolicy, error) {
 	p, err := localpolicy.Load(file)
 	if err != nil {
 		return nil, err
 	}
-	l := &localPolicy{file: file, log: log}
+	l := &localPolicy{}
 	l.p.Store(p)
 	log.Info("local policy loaded", "file", file, "entries", p.Len())
-	return l, nil
-}
-
-// reload reads the file again; a broken file keeps the table in force.
-func (l *localPolicy) reload() {
-	p, err := localpolicy.Load(l.file)
-	if err != nil {
-		l.log.Error("local policy reload failed; keeping the table in force", "file", l.file, "error", err)
-		return
+	if w == nil {
+		return l, nil
 	}
-	l.p.Store(p)
-	l.log.Info("local policy reloaded", "file", l.file, "entries", p.Len())
+	files := []string{file}
+	for _, e := range p.Entries() {
+		if e.RootsFile != "" {
+			files = append(files, e.RootsFile)
+		}
+	}
+	err = w.WatchFiles("policy", files, func(data [][]byte) (func(), error) {
+		np, err := localpolicy.Parse(file, bytes.NewReader(data[0]))
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			l.p.Store(np)
+			log.Info("local policy reloaded", "file", file, "entries", np.Len())
+		}, nil
+	})
+	return l, err
 }
 
 func (l *localPolicy) Lookup(domain string) (*localpolicy.Entry, bool) {

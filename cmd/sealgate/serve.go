@@ -74,7 +74,7 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 	engine := &enforcement.Engine{DNS: res, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: sts, Relay: cfg.relay, Log: log}
 	var local *localPolicy
 	if cfg.PolicyFile != "" {
-		if local, err = loadLocalPolicy(cfg.PolicyFile, log); err != nil {
+		if local, err = loadLocalPolicy(cfg.PolicyFile, watcher, log); err != nil {
 			return nil, &configError{fmt.Errorf("SEALGATE_POLICY_FILE: %w", err)}
 		}
 		engine.Local = local
@@ -162,9 +162,6 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 			case <-hup:
 				g.log.Info("SIGHUP: reloading key material and the local policy")
 				g.watcher.Reload()
-				if g.local != nil {
-					g.local.reload()
-				}
 			}
 		}
 	}()
