@@ -300,3 +300,27 @@ func TestBadVariableStopsStart(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamLostAfterRecipients: when the MX goes away after some
+// recipients were accepted, the transaction must not end in 250 for a
+// message that reached only part of them.
+func TestUpstreamLostAfterRecipients(t *testing.T) {
+	w := newWorld(t)
+	mx := w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{
+		Certificate: w.cert("mx1.example.test"),
+		RejectRcpt:  map[string]*smtp.SMTPError{"second@example.test": {Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down"}},
+	})
+	g := w.start(nil)
+	res := g.send("a@legacy.sealgate.test", []string{"first@example.test", "second@example.test", "third@example.test"}, message("x"))
+	if res.Rcpt[0] != nil {
+		t.Fatalf("first recipient: %v", res.Rcpt[0])
+	}
+	wantReply(t, "second", res.Rcpt[1], 421, "4.3.2", "shutting down")
+	wantReply(t, "third", res.Rcpt[2], 451, "4.4.2", "connection to the MX lost")
+	wantReply(t, "DATA", res.Data, 451, "4.4.2")
+	for _, m := range mx.Messages() {
+		if m.Accepted {
+			t.Fatal("a message reached the MX for part of the recipients")
+		}
+	}
+}

@@ -39,6 +39,14 @@ type session struct {
 	rcpts    []string
 	started  time.Time
 
+	// lost is set when the upstream connection broke after recipients
+	// were accepted: the transaction can no longer succeed, every later
+	// RCPT and the DATA get 4xx so that the client sends it again.
+	lost error
+	// failed remembers, per route key, why opening the upstream failed,
+	// so that further recipients of the route do not try again.
+	failed map[string]error
+
 	// recipients accepted on condition of TLS-Required: No
 	pending      []pendingRcpt
 	pendingRoute *enforcement.Route
@@ -136,6 +144,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
+	if ss.lost != nil {
+		return ss.lost
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), ss.s.opts.UpstreamTimeout)
 	defer cancel()
 	if len(ss.pending) > 0 {
@@ -159,11 +170,18 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 		ss.routes[domain] = route
 	}
 	if ss.up == nil {
+		if err := ss.failed[route.Key()]; err != nil {
+			return err
+		}
 		up, err := ss.s.opts.Opener.Open(ctx, route)
 		if err != nil {
 			if ss.canWaive(err) {
 				return ss.pend(ctx, to, domain, opts, err)
 			}
+			if ss.failed == nil {
+				ss.failed = map[string]error{}
+			}
+			ss.failed[route.Key()] = err
 			return err
 		}
 		if err := up.Mail(ss.from, ss.mailOpts); err != nil {
@@ -178,6 +196,10 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 	if err := ss.up.Rcpt(to, opts); err != nil {
 		if ss.up.Broken() {
 			ss.dropUpstream()
+			if len(ss.rcpts) > 0 {
+				ss.lost = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+					Message: domain + ": connection to the MX lost after recipients were accepted; send the message again"}
+			}
 		}
 		return err
 	}
@@ -185,6 +207,9 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	if ss.lost != nil {
+		return ss.lost
+	}
 	if len(ss.pending) > 0 && ss.up == nil {
 		var err error
 		if r, err = ss.openPending(r); err != nil {
@@ -274,6 +299,7 @@ func (ss *session) endTransaction() {
 	}
 	ss.from, ss.mailOpts, ss.routeKey, ss.routes, ss.rcpts = "", nil, "", nil, nil
 	ss.pending, ss.pendingRoute, ss.pendingCause = nil, nil, nil
+	ss.lost, ss.failed = nil, nil
 }
 
 // dropUpstream forgets a broken upstream connection.
