@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"sealgate/certs/certstest"
+	"sealgate/enforcement/dane"
 	"sealgate/upstream/upstreamtest"
 )
 
@@ -169,5 +170,44 @@ func TestMutualTLS(t *testing.T) {
 	m := mx.Messages()
 	if len(m) != 1 || len(m[0].TLS.PeerCertificates) == 0 || m[0].TLS.PeerCertificates[0].Subject.CommonName != "gw.sealgate.test" {
 		t.Fatalf("the MX did not see our certificate: %+v", m)
+	}
+}
+
+func TestLocalPolicyDANELevels(t *testing.T) {
+	w := newWorld(t)
+	self := certstest.SelfSigned(t, "mx.signed.test")
+	other := certstest.SelfSigned(t, "mx.other.test")
+	for _, d := range []string{"signed.test", "unsigned.test", "only.test", "onlyok.test"} {
+		cert := &other
+		if d == "signed.test" || d == "onlyok.test" {
+			cert = &self
+		}
+		w.mx(d, "mx."+d, 10, upstreamtest.MXOptions{Certificate: cert})
+	}
+	rec := dane.Expect(self.Leaf, 3, 1, 1)
+	w.dns.Add(tlsaLine("mx.signed.test", rec), tlsaLine("mx.onlyok.test", rec))
+	for _, z := range []string{"signed.test.", "only.test.", "onlyok.test."} {
+		w.dns.SetSecureZone(z, true)
+	}
+	onlyMX := w.mx("only.test", "mx2.only.test", 20, upstreamtest.MXOptions{Certificate: &other})
+	g := w.start(map[string]string{"SEALGATE_POLICY_FILE": writePolicy(t,
+		"signed.test    dane",
+		"unsigned.test  dane",
+		"only.test      dane-only",
+		"onlyok.test    dane-only",
+	)})
+	for _, d := range []string{"signed.test", "unsigned.test", "onlyok.test"} {
+		res := g.send("a@legacy.sealgate.test", []string{"b@" + d}, message("x"))
+		if res.Rcpt[0] != nil || res.Data != nil {
+			t.Errorf("%s: %+v", d, res)
+		}
+	}
+	res := g.send("a@legacy.sealgate.test", []string{"b@only.test"}, message("x"))
+	wantReply(t, "dane-only without TLSA", res.Rcpt[0], 451, "4.7.5", "only.test: local policy dane-only", "TLSA")
+	if onlyMX.Connections() != 0 {
+		t.Error("dane-only: a host without TLSA records got a connection")
+	}
+	if !strings.Contains(g.logs.String(), `policy="local policy dane"`) {
+		t.Error("no delivery under local policy dane in the log")
 	}
 }
