@@ -73,15 +73,9 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 	if e.Relay != nil {
 		return e.relayRoute(ctx, domain)
 	}
-	mx, err := e.DNS.LookupMX(ctx, domain)
+	mx, hosts, err := e.lookupMX(ctx, domain)
 	if err != nil {
-		return nil, dnsFailure(domain, "MX", err)
-	}
-	if mx.Null {
-		return nil, &Failure{Kind: KindNullMX, Domain: domain, Reason: "domain accepts no mail (null MX)"}
-	}
-	if len(mx.Hosts) == 0 {
-		return nil, &Failure{Kind: KindNoDomain, Domain: domain, Reason: "no MX and no address records"}
+		return nil, err
 	}
 	var local *localpolicy.Entry
 	if e.Local != nil {
@@ -94,85 +88,112 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 		}
 	}
 	route := &Route{Domain: domain}
-	var lastErr error
 	var deferred *Failure
-	var excluded, excludedLocal []string
+	var excluded []string
+	for _, h := range hosts {
+		req, ok, err := e.requirement(ctx, domain, mx.Secure && h.addrs.Secure, h, local, sts)
+		switch {
+		case err != nil:
+			// Never downgrade: the host is unusable until its TLSA
+			// records can be looked up.
+			deferred = &Failure{Kind: KindDNS, Domain: domain, Policy: req.Describe(), Host: h.name,
+				Reason: "TLSA lookup failed: " + err.Error(), Result: ResultDNSSECInvalid, Err: err}
+			e.logf(ctx, "MX host deferred", "domain", domain, "mx", h.name, "error", err)
+		case !ok:
+			excluded = append(excluded, h.name)
+			e.logf(ctx, "MX host not allowed by policy", "domain", domain, "mx", h.name, "policy", req.Describe())
+		default:
+			route.Hosts = append(route.Hosts, Host{Name: h.name, Addrs: h.addrs.Addrs, Req: req})
+		}
+	}
+	if len(route.Hosts) > 0 {
+		return route, nil
+	}
+	switch {
+	case deferred != nil:
+		return nil, deferred
+	case local != nil:
+		return nil, &Failure{Kind: KindTLS, Domain: domain, Policy: "local policy " + local.Level.String(),
+			Reason: "no MX host has usable DNSSEC-secure TLSA records: " + strings.Join(excluded, ", "), Result: ResultDANERequired}
+	default:
+		return nil, &Failure{Kind: KindTLS, Domain: domain, Policy: "MTA-STS enforce",
+			Reason: fmt.Sprintf("no MX host matches the policy (mx: %s; MX hosts: %s)", strings.Join(sts.MX, ", "), strings.Join(excluded, ", ")),
+			Result: ResultValidationFailure}
+	}
+}
+
+// requirement is the requirement of one MX host: the local policy entry if
+// there is one, else DANE when the MX and address records are secure, else
+// MTA-STS, else the floor. ok is false when a policy excludes the host;
+// an error means its TLSA records could not be looked up.
+func (e *Engine) requirement(ctx context.Context, domain string, secure bool, h mxHost, local *localpolicy.Entry, sts *mtasts.Policy) (Requirement, bool, error) {
+	if local != nil {
+		return e.localRequirement(ctx, local, domain, h.name, h.addrs.Name, secure)
+	}
+	if secure {
+		outcome, dreq, err := e.daneHost(ctx, domain, h.name, h.addrs.Name)
+		switch outcome {
+		case daneDefer:
+			return Requirement{Source: SourceDANE}, false, err
+		case daneAuth:
+			return dreq, true, nil
+		case daneEncrypt:
+			// TLS mandatory without authentication; a verify floor
+			// still applies.
+			if e.floor() == LevelEncrypt {
+				return dreq, true, nil
+			}
+			return e.hostRequirement(h.name), true, nil
+		}
+	}
+	if sts != nil {
+		// RFC 8461 §2: only hosts without DANE get here.
+		req, ok := e.stsRequirement(sts, h.name)
+		return req, ok, nil
+	}
+	return e.hostRequirement(h.name), true, nil
+}
+
+// mxHost is an MX host with its address records.
+type mxHost struct {
+	name  string
+	addrs AddrResult
+}
+
+// lookupMX resolves the MX hosts of domain and their addresses, leaving
+// out hosts without addresses. Errors are *Failure values.
+func (e *Engine) lookupMX(ctx context.Context, domain string) (MXResult, []mxHost, error) {
+	mx, err := e.DNS.LookupMX(ctx, domain)
+	if err != nil {
+		return mx, nil, dnsFailure(domain, "MX", err)
+	}
+	if mx.Null {
+		return mx, nil, &Failure{Kind: KindNullMX, Domain: domain, Reason: "domain accepts no mail (null MX)"}
+	}
+	if len(mx.Hosts) == 0 {
+		return mx, nil, &Failure{Kind: KindNoDomain, Domain: domain, Reason: "no MX and no address records"}
+	}
+	var hosts []mxHost
+	var lastErr error
 	for _, name := range mx.Hosts {
 		addrs, err := e.DNS.LookupAddrs(ctx, name)
+		if err == nil && len(addrs.Addrs) == 0 {
+			err = fmt.Errorf("%s: no address records", name)
+		}
 		if err != nil {
 			lastErr = err
 			e.logf(ctx, "MX host skipped", "domain", domain, "mx", name, "error", err)
 			continue
 		}
-		if len(addrs.Addrs) == 0 {
-			lastErr = fmt.Errorf("%s: no address records", name)
-			continue
-		}
-		if local != nil {
-			req, ok, err := e.localRequirement(ctx, local, domain, name, addrs.Name, mx.Secure && addrs.Secure)
-			switch {
-			case err != nil:
-				deferred = &Failure{Kind: KindDNS, Domain: domain, Policy: "local policy " + local.Level.String(), Host: name,
-					Reason: "TLSA lookup failed: " + err.Error(), Result: ResultDNSSECInvalid, Err: err}
-			case !ok:
-				excludedLocal = append(excludedLocal, name)
-			default:
-				route.Hosts = append(route.Hosts, Host{Name: name, Addrs: addrs.Addrs, Req: req})
-			}
-			continue
-		}
-		req := e.hostRequirement(name)
-		daneApplies := false
-		if mx.Secure && addrs.Secure {
-			outcome, dreq, err := e.daneHost(ctx, domain, name, addrs.Name)
-			switch outcome {
-			case daneDefer:
-				// Never downgrade: the host is unusable until its
-				// TLSA records can be looked up.
-				deferred = &Failure{Kind: KindDNS, Domain: domain, Policy: SourceDANE.String(), Host: name,
-					Reason: "TLSA lookup failed: " + err.Error(), Result: ResultDNSSECInvalid, Err: err}
-				e.logf(ctx, "MX host deferred", "domain", domain, "mx", name, "error", err)
-				continue
-			case daneAuth:
-				req, daneApplies = dreq, true
-			case daneEncrypt:
-				daneApplies = true
-				if e.floor() == LevelEncrypt {
-					req = dreq
-				}
-			}
-		}
-		if !daneApplies && sts != nil {
-			// RFC 8461 §2: hosts authenticated by DANE are exempt.
-			r, ok := e.stsRequirement(sts, name)
-			if !ok {
-				excluded = append(excluded, name)
-				e.logf(ctx, "MX host not allowed by MTA-STS policy", "domain", domain, "mx", name)
-				continue
-			}
-			req = r
-		}
-		route.Hosts = append(route.Hosts, Host{Name: name, Addrs: addrs.Addrs, Req: req})
+		hosts = append(hosts, mxHost{name: name, addrs: addrs})
 	}
-	if len(route.Hosts) == 0 {
-		if deferred != nil {
-			return nil, deferred
-		}
-		if len(excludedLocal) > 0 {
-			return nil, &Failure{Kind: KindTLS, Domain: domain, Policy: "local policy " + local.Level.String(),
-				Reason: "no MX host has usable DNSSEC-secure TLSA records: " + strings.Join(excludedLocal, ", "), Result: ResultDANERequired}
-		}
-		if len(excluded) > 0 {
-			return nil, &Failure{Kind: KindTLS, Domain: domain, Policy: "MTA-STS enforce",
-				Reason: fmt.Sprintf("no MX host matches the policy (mx: %s; MX hosts: %s)", strings.Join(sts.MX, ", "), strings.Join(excluded, ", ")),
-				Result: ResultValidationFailure}
-		}
+	if len(hosts) == 0 {
 		if errors.Is(lastErr, ErrDNSTemporary) {
-			return nil, dnsFailure(domain, "address of MX", lastErr)
+			return mx, nil, dnsFailure(domain, "address of MX", lastErr)
 		}
-		return nil, &Failure{Kind: KindUnreachable, Domain: domain, Reason: "no MX host has an address", Err: lastErr}
+		return mx, nil, &Failure{Kind: KindUnreachable, Domain: domain, Reason: "no MX host has an address", Err: lastErr}
 	}
-	return route, nil
+	return mx, hosts, nil
 }
 
 // hostRequirement is the requirement for one MX host under the floor.

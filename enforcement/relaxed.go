@@ -1,9 +1,6 @@
 package enforcement
 
-import (
-	"context"
-	"errors"
-)
+import "context"
 
 // ModeTLSRequiredNo marks the requirement of a message whose sender asked,
 // with the header field "TLS-Required: No" (RFC 8689 §5), that TLS policy
@@ -25,28 +22,13 @@ func (e *Engine) RelaxedRoute(ctx context.Context, domain string) (*Route, error
 		}
 		return r, nil
 	}
-	mx, err := e.DNS.LookupMX(ctx, domain)
+	_, hosts, err := e.lookupMX(ctx, domain)
 	if err != nil {
-		return nil, dnsFailure(domain, "MX", err)
-	}
-	if mx.Null {
-		return nil, &Failure{Kind: KindNullMX, Domain: domain, Reason: "domain accepts no mail (null MX)"}
+		return nil, err
 	}
 	route := &Route{Domain: domain}
-	var lastErr error
-	for _, name := range mx.Hosts {
-		addrs, err := e.DNS.LookupAddrs(ctx, name)
-		if err != nil || len(addrs.Addrs) == 0 {
-			lastErr = err
-			continue
-		}
-		route.Hosts = append(route.Hosts, Host{Name: name, Addrs: addrs.Addrs, Req: relaxed(e.MinVersion)})
-	}
-	if len(route.Hosts) == 0 {
-		if errors.Is(lastErr, ErrDNSTemporary) {
-			return nil, dnsFailure(domain, "address of MX", lastErr)
-		}
-		return nil, &Failure{Kind: KindUnreachable, Domain: domain, Reason: "no MX host has an address", Err: lastErr}
+	for _, h := range hosts {
+		route.Hosts = append(route.Hosts, Host{Name: h.name, Addrs: h.addrs.Addrs, Req: relaxed(e.MinVersion)})
 	}
 	return route, nil
 }
