@@ -181,9 +181,12 @@ func (v *Verifier) verifyChain(r Requirement, chain []*x509.Certificate) (result
 }
 
 func daneResult(err error) string {
-	var de *dane.Error
-	if errors.As(err, &de) && de.Kind == dane.NameMismatch {
+	var inv x509.CertificateInvalidError
+	switch {
+	case errors.Is(err, dane.ErrNameMismatch):
 		return ResultHostMismatch
+	case errors.As(err, &inv) && inv.Reason == x509.Expired:
+		return ResultExpired
 	}
 	return ResultValidationFailure
 }

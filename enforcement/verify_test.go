@@ -93,3 +93,28 @@ func TestTestingPolicyDoesNotEscapeAVerifyFloor(t *testing.T) {
 		t.Fatal("a failed testing policy let a self-signed certificate pass a verify floor")
 	}
 }
+
+func TestDANEFailureResults(t *testing.T) {
+	ca := certstest.NewCA(t, "anchor")
+	good := ca.Issue(certstest.Names("mx.example.test"), certstest.IncludeRoot())
+	expired := ca.Issue(certstest.Names("mx.example.test"), certstest.IncludeRoot(), certstest.Expired())
+	ta := dane.Expect(ca.Root(), 2, 0, 1)
+	v := &Verifier{}
+	for _, tc := range []struct {
+		name  string
+		names []string
+		cert  tls.Certificate
+		want  string
+	}{
+		{name: "DANE-TA wrong name", names: []string{"other.example.test"}, cert: good, want: ResultHostMismatch},
+		{name: "DANE-TA expired leaf", names: []string{"mx.example.test"}, cert: expired, want: ResultExpired},
+		{name: "DANE-TA good", names: []string{"mx.example.test"}, cert: good},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := v.Judge(Requirement{Level: LevelDANE, TLSA: []dane.TLSA{ta}, Names: tc.names}, "mx.example.test", state(tc.cert, tls.VersionTLS13))
+			if got.Result != tc.want || got.OK != (tc.want == "") {
+				t.Errorf("result %q ok=%v (%s), want %q", got.Result, got.OK, got.Detail, tc.want)
+			}
+		})
+	}
+}
