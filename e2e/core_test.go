@@ -324,3 +324,62 @@ func TestUpstreamLostAfterRecipients(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6MX: an MX reachable only over IPv6 (AAAA on ::1), and a legacy
+// client on ::1.
+func TestIPv6MX(t *testing.T) {
+	w := newWorld(t)
+	mx := upstreamtest.NewMX(t, upstreamtest.MXOptions{Addr: fmt.Sprintf("[::1]:%d", w.port), Hostname: "mx6.example.test", Certificate: w.cert("mx6.example.test")})
+	w.dns.Add("v6.test. 300 IN MX 10 mx6.example.test.", "mx6.example.test. 300 IN AAAA ::1")
+	g := w.start(map[string]string{"SEALGATE_LISTEN": "[::1]:0", "SEALGATE_ALLOWED_NETWORKS": "::1/128"})
+	if !strings.HasPrefix(g.addr, "[::1]:") {
+		t.Fatalf("gateway listens on %s", g.addr)
+	}
+	res := g.send("a@legacy.sealgate.test", []string{"b@v6.test"}, message("x"))
+	if res.Rcpt[0] != nil || res.Data != nil {
+		t.Fatalf("%+v", res)
+	}
+	if len(mx.Messages()) != 1 || !strings.Contains(g.logs.String(), "ip=::1") {
+		t.Fatalf("not delivered over IPv6:\n%s", g.logs.String())
+	}
+}
+
+// TestParametersGoUpstream: SIZE, SMTPUTF8 and the DSN parameters reach an
+// MX that supports them; SMTPUTF8 to an MX without it is refused.
+func TestParametersGoUpstream(t *testing.T) {
+	w := newWorld(t)
+	mx := w.mx("dsn.test", "mx.dsn.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx.dsn.test"),
+		Extensions: upstreamtest.Extensions{DSN: true, SMTPUTF8: true, Size: 1 << 20}})
+	w.mx("ascii.test", "mx.ascii.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx.ascii.test")})
+	g := w.start(nil)
+	c, err := smtp.Dial(g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("a@legacy.sealgate.test", &smtp.MailOptions{Size: 1234, UTF8: true, Return: smtp.DSNReturnHeaders, EnvelopeID: "QQ314159"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("bö@dsn.test", &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure}, OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: "b@dsn.test"}); err != nil {
+		t.Fatal(err)
+	}
+	wc, _ := c.Data()
+	wc.Write(message("params"))
+	if err := wc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m := mx.Messages()
+	if len(m) != 1 {
+		t.Fatal("no message")
+	}
+	o, r := m[0].MailOptions, m[0].Rcpts[0]
+	if o.Size != 1234 || !o.UTF8 || o.Return != smtp.DSNReturnHeaders || o.EnvelopeID != "QQ314159" {
+		t.Errorf("MAIL parameters lost: %+v", o)
+	}
+	if r.To != "bö@dsn.test" || len(r.Options.Notify) != 2 || r.Options.OriginalRecipient != "b@dsn.test" {
+		t.Errorf("RCPT parameters lost: %+v", r)
+	}
+	c.Reset()
+	c.Mail("a@legacy.sealgate.test", &smtp.MailOptions{UTF8: true})
+	wantReply(t, "SMTPUTF8 to an MX without it", c.Rcpt("b@ascii.test", nil), 550, "5.6.7", "SMTPUTF8")
+}
