@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
@@ -382,4 +383,28 @@ func TestParametersGoUpstream(t *testing.T) {
 	c.Reset()
 	c.Mail("a@legacy.sealgate.test", &smtp.MailOptions{UTF8: true})
 	wantReply(t, "SMTPUTF8 to an MX without it", c.Rcpt("b@ascii.test", nil), 550, "5.6.7", "SMTPUTF8")
+}
+
+func TestJSONLogs(t *testing.T) {
+	w := newWorld(t)
+	w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.example.test")})
+	g := w.start(map[string]string{"SEALGATE_LOG_FORMAT": "json"})
+	if res := g.send("a@legacy.sealgate.test", []string{"b@example.test"}, message("x")); res.Data != nil {
+		t.Fatal(res.Data)
+	}
+	var delivery map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(g.logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not a JSON log line: %q", line)
+		}
+		if rec["msg"] == "delivery" {
+			delivery = rec
+		}
+	}
+	for _, k := range []string{"domain", "mx", "ip", "tls_version", "cipher", "policy", "verification", "reply", "duration"} {
+		if _, ok := delivery[k]; !ok {
+			t.Errorf("delivery line lacks %q: %v", k, delivery)
+		}
+	}
 }

@@ -146,7 +146,7 @@ func (w *world) start(env map[string]string) *gateway {
 	return startGateway(w.t, base)
 }
 
-var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
+var listening = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
 
 func startGateway(t testing.TB, env map[string]string) *gateway {
 	t.Helper()
@@ -163,7 +163,7 @@ func startGateway(t testing.TB, env map[string]string) *gateway {
 	deadline := time.After(20 * time.Second)
 	for g.addr == "" {
 		if m := listening.FindStringSubmatch(g.logs.String()); m != nil {
-			g.addr = m[1]
+			g.addr = m[1] + m[2]
 			break
 		}
 		select {
