@@ -1,9 +1,10 @@
 // Package proxy is the inbound side of sealgate: an SMTP server (RFC 5321)
 // for legacy mail servers with STARTTLS (RFC 3207), AUTH PLAIN and LOGIN
 // (RFC 4954) under TLS, PIPELINING, 8BITMIME, SMTPUTF8 (RFC 6531), SIZE,
-// CHUNKING (RFC 3030), DSN (RFC 3461) and ENHANCEDSTATUSCODES (RFC 2034,
-// RFC 3463). It relays each transaction synchronously: it never says 250 to
-// DATA before the upstream MX did.
+// CHUNKING (RFC 3030), DSN (RFC 3461), ENHANCEDSTATUSCODES (RFC 2034,
+// RFC 3463) and REQUIRETLS with the TLS-Required header field (RFC 8689).
+// It relays each transaction synchronously: it never says 250 to DATA
+// before the upstream MX did.
 package proxy
 
 import (
