@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -90,5 +94,70 @@ func TestSizeLimit(t *testing.T) {
 		if m.Accepted {
 			t.Fatal("the MX accepted a message over the limit")
 		}
+	}
+}
+
+// TestCHUNKING: a legacy client sending with BDAT (RFC 3030); the message
+// arrives whole, and an MX lost in the middle gives 4xx, never 250.
+func TestCHUNKING(t *testing.T) {
+	w := newWorld(t)
+	mx := w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.example.test")})
+	w.mx("drop.test", "mx1.drop.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.drop.test"), DropInData: 1000})
+	g := w.start(nil)
+	bdat := func(rcpt string, chunks ...string) string {
+		c, err := net.Dial("tcp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(c)
+		reply := func() string {
+			var all string
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatalf("reading reply: %v", err)
+				}
+				all += l
+				if len(l) < 4 || l[3] != '-' {
+					return strings.TrimSpace(all)
+				}
+			}
+		}
+		reply()
+		for _, cmd := range []string{"EHLO legacy.sealgate.test", "MAIL FROM:<a@legacy.sealgate.test>", "RCPT TO:<" + rcpt + ">"} {
+			fmt.Fprintf(c, "%s\r\n", cmd)
+			if r := reply(); !strings.HasPrefix(r, "250") {
+				t.Fatalf("%s: %s", cmd, r)
+			}
+		}
+		var last string
+		for i, ch := range chunks {
+			cmd := fmt.Sprintf("BDAT %d", len(ch))
+			if i == len(chunks)-1 {
+				cmd += " LAST"
+			}
+			fmt.Fprintf(c, "%s\r\n%s", cmd, ch)
+			last = reply()
+			if !strings.HasPrefix(last, "250") {
+				return last
+			}
+		}
+		return last
+	}
+	body := string(message("chunked"))
+	if r := bdat("b@example.test", body[:20], body[20:]); !strings.HasPrefix(r, "250") {
+		t.Fatalf("BDAT delivery: %s", r)
+	}
+	if m := mx.Messages(); len(m) != 1 {
+		t.Fatal("no message")
+	} else if _, rest := stripReceived(t, m[0].Data); string(rest) != body {
+		t.Fatalf("body changed: %q", rest)
+	}
+	big := string(bigMessage(200 << 10))
+	r := bdat("b@drop.test", big[:100<<10], big[100<<10:])
+	if strings.HasPrefix(r, "250") || !strings.HasPrefix(r, "451 4.4.2") {
+		t.Fatalf("MX lost during BDAT: %s, want 451 4.4.2", r)
 	}
 }
