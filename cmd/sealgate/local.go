@@ -37,7 +37,11 @@ func loadLocalPolicy(file string, w *certs.Watcher, log *slog.Logger) (*localPol
 			files = append(files, e.RootsFile)
 		}
 	}
+	watching := false // the watcher's first load repeats the one above
 	err = w.WatchFiles("policy", files, func(data [][]byte) (func(), error) {
+		if !watching {
+			return func() {}, nil
+		}
 		np, err := localpolicy.Parse(file, bytes.NewReader(data[0]))
 		if err != nil {
 			return nil, err
@@ -47,6 +51,7 @@ func loadLocalPolicy(file string, w *certs.Watcher, log *slog.Logger) (*localPol
 			log.Info("local policy reloaded", "file", file, "entries", np.Len())
 		}, nil
 	})
+	watching = true
 	return l, err
 }
 
