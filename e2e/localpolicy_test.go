@@ -171,6 +171,16 @@ func TestMutualTLS(t *testing.T) {
 	if len(m) != 1 || len(m[0].TLS.PeerCertificates) == 0 || m[0].TLS.PeerCertificates[0].Subject.CommonName != "gw.sealgate.test" {
 		t.Fatalf("the MX did not see our certificate: %+v", m)
 	}
+	// check judges the destination as delivery does: with our certificate.
+	cmd := exec.Command(binPath, "check", "agency.test")
+	cmd.Env = envList(map[string]string{
+		"SEALGATE_DNS_RESOLVER": w.dns.Addr(), "SEALGATE_MX_PORT": itoa(w.port), "SSL_CERT_FILE": w.caFile,
+		"SEALGATE_HOSTNAME": "gw.sealgate.test", "SEALGATE_STATE_DIR": t.TempDir(),
+		"SEALGATE_CLIENT_CERT_FILE": certFile, "SEALGATE_CLIENT_KEY_FILE": keyFile,
+	})
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("check with the client certificate: %v\n%s", err, out)
+	}
 }
 
 func TestLocalPolicyDANELevels(t *testing.T) {

@@ -12,11 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"sealgate/certs"
 	"sealgate/enforcement"
 	"sealgate/enforcement/store"
 	"sealgate/proxy"
 	"sealgate/upstream"
-	"sealgate/upstream/resolver"
 )
 
 // hostReport is what "sealgate check" found for one MX address.
@@ -69,12 +69,10 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sealgate: configuration error: %v\n", err)
 		return 2
 	}
-	servers := cfg.resolvers
-	if len(servers) == 0 {
-		if servers, err = resolver.ServersFromResolvConf("/etc/resolv.conf"); err != nil {
-			fmt.Fprintf(stderr, "sealgate check: %v\n", err)
-			return 2
-		}
+	dns, err := newResolver(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate check: %v\n", err)
+		return 2
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, cleanup, err := checkStore(cfg)
@@ -83,21 +81,12 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer cleanup()
-	dns := &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout}
-	engine := &enforcement.Engine{DNS: dns, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: newSTSManager(dns, st, quiet), Relay: cfg.relay, Log: quiet}
-	deliver := &upstream.Deliverer{
-		Hostname: cfg.Hostname, Port: cfg.MXPort, Verifier: &enforcement.Verifier{Floor: cfg.floor},
-		ConnectTimeout: cfg.ConnectTimeout, CommandTimeout: 30 * time.Second, Log: quiet,
-		RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword,
+	engine, deliver, err := newRouting(cfg, dns, newSTSManager(dns, st, quiet), certs.NewWatcher(quiet), nil, quiet)
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate check: %v\n", err)
+		return 2
 	}
-	if cfg.PolicyFile != "" {
-		local, err := loadLocalPolicy(cfg.PolicyFile, nil, quiet)
-		if err != nil {
-			fmt.Fprintf(stderr, "sealgate check: SEALGATE_POLICY_FILE: %v\n", err)
-			return 2
-		}
-		engine.Local = local
-	}
+	deliver.CommandTimeout = 30 * time.Second
 	status := 0
 	var reports []domainReport
 	for _, d := range domains {

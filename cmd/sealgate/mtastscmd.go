@@ -12,8 +12,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"sealgate/upstream/resolver"
 )
 
 const mtastsUsage = `usage:
@@ -113,13 +111,10 @@ func locally(ctx context.Context, cfg *Config, verb, domain string) ([]byte, err
 		return nil, err
 	}
 	defer st.Close()
-	servers := cfg.resolvers
-	if len(servers) == 0 {
-		if servers, err = resolver.ServersFromResolvConf("/etc/resolv.conf"); err != nil {
-			return nil, err
-		}
+	dns, err := newResolver(cfg)
+	if err != nil {
+		return nil, err
 	}
-	dns := &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout}
 	ops := stsOps{st: st, mgr: newSTSManager(dns, st, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 	var v any
 	switch verb {

@@ -16,12 +16,9 @@ import (
 	"time"
 
 	"sealgate/certs"
-	"sealgate/enforcement"
 	"sealgate/enforcement/mtasts"
 	"sealgate/enforcement/store"
 	"sealgate/proxy"
-	"sealgate/upstream"
-	"sealgate/upstream/resolver"
 )
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
@@ -36,79 +33,52 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 
 // gateway is everything serve wires together.
 type gateway struct {
-	log      *slog.Logger
-	store    store.Store
-	watcher  *certs.Watcher
-	local    *localPolicy
-	metrics  *metrics
-	sts      *mtasts.Manager
-	resolver *resolver.Resolver
-	engine   *enforcement.Engine
-	deliver  *upstream.Deliverer
-	proxy    *proxy.Server
+	log     *slog.Logger
+	store   store.Store
+	watcher *certs.Watcher
+	metrics *metrics
+	sts     *mtasts.Manager
+	proxy   *proxy.Server
 }
 
-func build(cfg *Config, logw io.Writer) (*gateway, error) {
+func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 	log := newLogger(cfg, logw)
-	servers := cfg.resolvers
-	if len(servers) == 0 {
-		var err error
-		servers, err = resolver.ServersFromResolvConf("/etc/resolv.conf")
-		if err != nil {
-			return nil, &configError{fmt.Errorf("SEALGATE_DNS_RESOLVER is not set and %w", err)}
-		}
+	res, err := newResolver(cfg)
+	if err != nil {
+		return nil, err
 	}
-	res := &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout}
-	log.Info("trusting the AD flag of these resolvers: they must validate DNSSEC", "resolvers", strings.Join(servers, ","))
+	log.Info("trusting the AD flag of these resolvers: they must validate DNSSEC", "resolvers", strings.Join(res.Servers, ","))
 
 	st, where, err := openStore(cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
 	log.Info("state store open", "store", where)
-	sts := newSTSManager(res, st, log)
 
 	watcher := certs.NewWatcher(log)
 	met := newMetrics(watcher)
-	verifier := &enforcement.Verifier{Floor: cfg.floor, Recorder: met}
-	engine := &enforcement.Engine{DNS: res, Floor: cfg.floor, MinVersion: cfg.minTLS, STS: sts, Relay: cfg.relay, Log: log}
-	var local *localPolicy
-	if cfg.PolicyFile != "" {
-		if local, err = loadLocalPolicy(cfg.PolicyFile, watcher, log); err != nil {
-			return nil, &configError{fmt.Errorf("SEALGATE_POLICY_FILE: %w", err)}
-		}
-		engine.Local = local
+	sts := newSTSManager(res, st, log)
+	engine, deliver, err := newRouting(cfg, res, sts, watcher, met, log)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.relay != nil {
 		log.Info("smarthost mode: every message goes through the relay", "relay", cfg.relay.String(), "auth", cfg.RelayUsername != "")
 	}
-	deliver := &upstream.Deliverer{
-		Hostname:       cfg.Hostname,
-		Port:           cfg.MXPort,
-		Verifier:       verifier,
-		ConnectTimeout: cfg.ConnectTimeout,
-		CommandTimeout: cfg.CommandTimeout,
-		DataTimeout:    cfg.DataTimeout,
-		RelayUsername:  cfg.RelayUsername,
-		RelayPassword:  cfg.RelayPassword,
-		Log:            log,
-	}
-	if cfg.ClientCertFile != "" {
-		ckp := &certs.KeyPair{}
-		if err := watcher.WatchKeyPair("client", ckp, cfg.ClientCertFile, cfg.ClientKeyFile); err != nil {
-			return nil, &configError{fmt.Errorf("SEALGATE_CLIENT_CERT_FILE: %w", err)}
-		}
-		deliver.ClientCertificate = ckp.GetClientCertificate
-	}
 
 	kp := &certs.KeyPair{}
 	if cfg.TLSCertFile != "" {
-		if err := watcher.WatchKeyPair("inbound", kp, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+		if err = watcher.WatchKeyPair("inbound", kp, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 			return nil, &configError{fmt.Errorf("SEALGATE_TLS_CERT_FILE: %w", err)}
 		}
 	} else {
-		c, err := certs.SelfSigned(cfg.Hostname)
-		if err != nil {
+		var c *tls.Certificate
+		if c, err = certs.SelfSigned(cfg.Hostname); err != nil {
 			return nil, err
 		}
 		kp.Store(c)
@@ -117,11 +87,9 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 
 	var users proxy.Users
 	if cfg.AuthUsersFile != "" {
-		u, err := proxy.LoadUsers(cfg.AuthUsersFile)
-		if err != nil {
+		if users, err = proxy.LoadUsers(cfg.AuthUsersFile); err != nil {
 			return nil, &configError{fmt.Errorf("SEALGATE_AUTH_USERS_FILE: %w", err)}
 		}
-		users = u
 	}
 	srv := proxy.New(proxy.Options{
 		Hostname:           cfg.Hostname,
@@ -138,7 +106,7 @@ func build(cfg *Config, logw io.Writer) (*gateway, error) {
 		Opener:             deliver,
 		Log:                log,
 	})
-	return &gateway{log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, resolver: res, engine: engine, deliver: deliver, proxy: srv}, nil
+	return &gateway{log: log, watcher: watcher, metrics: met, store: st, sts: sts, proxy: srv}, nil
 }
 
 func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
