@@ -58,6 +58,3 @@ func sanitize(s string) string {
 		return r
 	}, s)
 }
-
-func tlsVersionName(v uint16) string { return tls.VersionName(v) }
-func cipherName(c uint16) string     { return tls.CipherSuiteName(c) }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -43,8 +44,9 @@ type session struct {
 	// were accepted: the transaction can no longer succeed, every later
 	// RCPT and the DATA get 4xx so that the client sends it again.
 	lost error
-	// failed remembers, per route key, why opening the upstream failed,
-	// so that further recipients of the route do not try again.
+	// failed remembers why a domain could not be resolved, or (by route
+	// key) why its upstream could not be opened, so that further
+	// recipients in the transaction do not try again.
 	failed map[string]error
 
 	// recipients accepted on condition of TLS-Required: No
@@ -118,6 +120,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.mailOpts = opts
 	ss.started = time.Now()
 	ss.routes = map[string]*enforcement.Route{}
+	ss.failed = map[string]error{}
 	return nil
 }
 
@@ -154,23 +157,26 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 	}
 	route, ok := ss.routes[domain]
 	if !ok {
+		if err := ss.failed[domain]; err != nil {
+			return err
+		}
 		var err error
 		route, err = ss.s.opts.Router.Resolve(ctx, domain)
+		if err == nil && ss.mailOpts != nil && ss.mailOpts.RequireTLS {
+			route, err = route.RequireTLS()
+		}
 		if err != nil {
 			if ss.canWaive(err) {
 				return ss.pend(ctx, to, domain, opts, err)
 			}
+			ss.failed[domain] = err
 			return err
-		}
-		if ss.mailOpts != nil && ss.mailOpts.RequireTLS {
-			if route, err = route.RequireTLS(); err != nil {
-				return err
-			}
 		}
 		ss.routes[domain] = route
 	}
+	key := route.Key()
 	if ss.up == nil {
-		if err := ss.failed[route.Key()]; err != nil {
+		if err := ss.failed[key]; err != nil {
 			return err
 		}
 		up, err := ss.s.opts.Opener.Open(ctx, route)
@@ -178,10 +184,7 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 			if ss.canWaive(err) {
 				return ss.pend(ctx, to, domain, opts, err)
 			}
-			if ss.failed == nil {
-				ss.failed = map[string]error{}
-			}
-			ss.failed[route.Key()] = err
+			ss.failed[key] = err
 			return err
 		}
 		if err := up.Mail(ss.from, ss.mailOpts); err != nil {
@@ -189,8 +192,8 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 			return err
 		}
 		ss.up = up
-		ss.routeKey = route.Key()
-	} else if route.Key() != ss.routeKey {
+		ss.routeKey = key
+	} else if key != ss.routeKey {
 		return otherRoute(domain)
 	}
 	if err := ss.up.Rcpt(to, opts); err != nil {
@@ -263,8 +266,8 @@ func (ss *session) logDelivery(up *upstream.Conn, final *smtp.SMTPError, err err
 		slog.String("domain", up.Route.Domain),
 		slog.String("mx", up.Host.Name),
 		slog.String("ip", up.Addr),
-		slog.String("tls_version", tlsVersion(up)),
-		slog.String("cipher", cipher(up)),
+		slog.String("tls_version", tls.VersionName(up.TLS.Version)),
+		slog.String("cipher", tls.CipherSuiteName(up.TLS.CipherSuite)),
 		slog.String("policy", up.Host.Req.Describe()),
 		slog.Bool("authenticated", up.Verdict.Authenticated),
 		slog.String("verification", up.Verdict.Detail),
@@ -336,9 +339,6 @@ func newID() string {
 	rand.Read(b[:])
 	return strings.ToUpper(hex.EncodeToString(b[:]))
 }
-
-func tlsVersion(up *upstream.Conn) string { return tlsVersionName(up.TLS.Version) }
-func cipher(up *upstream.Conn) string     { return cipherName(up.TLS.CipherSuite) }
 
 // renewingReader renews the read deadline of our client's connection
 // before every read of the body (go-smtp sets it once per command) and
