@@ -221,3 +221,52 @@ func TestFailureText(t *testing.T) {
 		t.Error("Failure does not unwrap")
 	}
 }
+
+func TestRelayRoute(t *testing.T) {
+	dns := &mapDNS{
+		mx:    map[string]MXResult{"provider.test": {Hosts: []string{"out1.provider.test", "out2.provider.test"}}, "nullrelay.test": {Null: true}},
+		addrs: map[string]AddrResult{"smtp.provider.test": addr1, "out1.provider.test": addr1, "out2.provider.test": addr1},
+	}
+	tests := []struct {
+		relay     string
+		wantHosts []string
+		wantKind  Kind
+	}{
+		{relay: "[smtp.provider.test]:587", wantHosts: []string{"smtp.provider.test"}},
+		{relay: "provider.test:587", wantHosts: []string{"out1.provider.test", "out2.provider.test"}},
+		// A relay that does not resolve is our configuration's fault:
+		// never a 5xx that would bounce the message.
+		{relay: "[missing.test]:587", wantKind: KindUnreachable},
+		{relay: "nullrelay.test:25", wantKind: KindUnreachable},
+	}
+	for _, tc := range tests {
+		t.Run(tc.relay, func(t *testing.T) {
+			r, err := ParseRelayHost(tc.relay)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := &Engine{DNS: dns, Relay: &r}
+			route, err := e.Resolve(context.Background(), "any.test")
+			if tc.wantKind != 0 {
+				f, ok := AsFailure(err)
+				if !ok || f.Kind != tc.wantKind || f.Domain != "any.test" {
+					t.Fatalf("err = %v, want kind %v for any.test", err, tc.wantKind)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, h := range route.Hosts {
+				names = append(names, h.Name)
+				if h.Port != 587 || h.Req.Level != LevelVerify || !route.Relay {
+					t.Errorf("host %+v", h)
+				}
+			}
+			if fmt.Sprint(names) != fmt.Sprint(tc.wantHosts) {
+				t.Errorf("hosts %v, want %v", names, tc.wantHosts)
+			}
+		})
+	}
+}

@@ -74,33 +74,27 @@ func (r RelayHost) String() string {
 // every message goes.
 func (e *Engine) relayRoute(ctx context.Context, domain string) (*Route, error) {
 	r := e.Relay
-	names := []string{r.Host}
+	var hosts []mxHost
 	if r.MXLookup {
-		mx, err := e.DNS.LookupMX(ctx, r.Host)
+		_, found, err := e.lookupMX(ctx, r.Host)
 		if err != nil {
-			return nil, relayFailure(domain, r, dnsFailure(r.Host, "MX", err))
+			f, _ := AsFailure(err)
+			return nil, relayFailure(domain, r, f)
 		}
-		names = mx.Hosts
-		if len(names) == 0 {
-			names = []string{r.Host}
+		hosts = found
+	} else {
+		addrs, err := e.DNS.LookupAddrs(ctx, r.Host)
+		if err == nil && len(addrs.Addrs) == 0 {
+			err = fmt.Errorf("%s: no address records", r.Host)
 		}
+		if err != nil {
+			return nil, relayFailure(domain, r, dnsFailure(r.Host, "address", err))
+		}
+		hosts = []mxHost{{name: r.Host, addrs: addrs}}
 	}
 	route := &Route{Domain: domain, Relay: true}
-	var lastErr error
-	for _, n := range names {
-		addrs, err := e.DNS.LookupAddrs(ctx, n)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		req := e.relayRequirement(n)
-		route.Hosts = append(route.Hosts, Host{Name: n, Addrs: addrs.Addrs, Port: r.Port, ImplicitTLS: r.Port == 465, Req: req})
-	}
-	if len(route.Hosts) == 0 {
-		if lastErr == nil {
-			lastErr = fmt.Errorf("no address for %s", r.Host)
-		}
-		return nil, relayFailure(domain, r, dnsFailure(r.Host, "address", lastErr))
+	for _, h := range hosts {
+		route.Hosts = append(route.Hosts, Host{Name: h.name, Addrs: h.addrs.Addrs, Port: r.Port, ImplicitTLS: r.Port == 465, Req: e.relayRequirement(h.name)})
 	}
 	return route, nil
 }
@@ -115,7 +109,7 @@ func (e *Engine) relayRequirement(host string) Requirement {
 func relayFailure(domain string, r *RelayHost, f *Failure) *Failure {
 	f.Domain = domain
 	f.Reason = "relay " + r.String() + ": " + f.Reason
-	if f.Kind == KindNoDomain {
+	if f.Kind == KindNoDomain || f.Kind == KindNullMX {
 		// A missing relay is our configuration's fault, not the
 		// recipient's: never bounce for it.
 		f.Kind = KindUnreachable
