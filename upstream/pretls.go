@@ -33,7 +33,7 @@ func preTLS(conn net.Conn, hostname string, timeout time.Duration) (string, erro
 	tp := textproto.NewReader(br)
 	read := func(stage string, want int) (string, error) {
 		conn.SetReadDeadline(time.Now().Add(timeout))
-		code, msg, err := tp.ReadResponse(want)
+		_, msg, err := tp.ReadResponse(want)
 		if err != nil {
 			var perr *textproto.Error
 			if errors.As(err, &perr) {
@@ -41,7 +41,6 @@ func preTLS(conn net.Conn, hostname string, timeout time.Duration) (string, erro
 			}
 			return "", fmt.Errorf("%s: %w", stage, err)
 		}
-		_ = code
 		return msg, nil
 	}
 	write := func(line string) error {
