@@ -21,6 +21,9 @@ import (
 // errDropped is returned to go-smtp once DropInData closed the connection.
 var errDropped = fmt.Errorf("upstreamtest: connection dropped in DATA: %w", net.ErrClosed)
 
+// errHungUp is returned to go-smtp once Hangup closed the connection.
+var errHungUp = fmt.Errorf("upstreamtest: hung up: %w", net.ErrClosed)
+
 // Fixed replies of the transport layer.
 var (
 	replySTARTTLSReady = &smtp.SMTPError{Code: 220, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ready to start TLS"}
@@ -171,24 +174,51 @@ func (c *mxConn) fill() error {
 func (c *mxConn) body(b []byte) {
 	limit := c.mx.opts.DropInData
 	if limit <= 0 || c.bodyBytes+int64(len(b)) < limit {
+		c.countBody(int64(len(b)))
 		c.bodyBytes += int64(len(b))
 		c.pending = b
 		return
 	}
 	c.pending = b[:limit-c.bodyBytes]
+	c.countBody(limit - c.bodyBytes)
 	c.bodyBytes = limit
 	c.readErr = errDropped
 	c.mx.update(c.id, func(ci *ConnInfo) { ci.Dropped = true })
+	if r := c.mx.opts.DropInDataReply; r != nil {
+		_, _ = c.cur.Write(formatError(r))
+	}
 	// The session closes the connection once it recorded the partial
 	// message (see session.Data); until then no reply may leave.
 	c.dropped.Store(true)
+}
+
+// countBody records n more body bytes in ConnInfo.BodyBytes.
+func (c *mxConn) countBody(n int64) {
+	if n > 0 {
+		c.mx.update(c.id, func(ci *ConnInfo) { ci.BodyBytes += n })
+	}
+}
+
+// hangUp closes the connection without a reply at stage (MXOptions.Hangup)
+// and returns the error that ends go-smtp's handler.
+func (c *mxConn) hangUp(stage Stage) error {
+	c.mx.update(c.id, func(ci *ConnInfo) { ci.HungUp = stage.String() })
+	c.dropped.Store(true)
+	_ = c.raw.Close()
+	return errHungUp
 }
 
 // command handles one command line: it records it, answers it itself when a
 // fault or the TLS layer says so, or hands it to go-smtp.
 func (c *mxConn) command(line []byte) error {
 	text := strings.TrimRight(string(line), "\r\n")
-	c.mx.update(c.id, func(ci *ConnInfo) { ci.Commands = append(ci.Commands, text) })
+	cleartext := c.info == nil
+	c.mx.update(c.id, func(ci *ConnInfo) {
+		ci.Commands = append(ci.Commands, text)
+		if cleartext {
+			ci.Cleartext = append(ci.Cleartext, text)
+		}
+	})
 	verb, arg, _ := strings.Cut(text, " ")
 	verb = strings.ToUpper(verb)
 	opts := &c.mx.opts
@@ -198,6 +228,9 @@ func (c *mxConn) command(line []byte) error {
 		name, _, _ := strings.Cut(strings.TrimSpace(arg), " ")
 		c.mx.update(c.id, func(ci *ConnInfo) { ci.EHLO = append(ci.EHLO, name) })
 		c.mx.sleep(StageEHLO)
+		if c.mx.hangup(StageEHLO) {
+			return c.hangUp(StageEHLO)
+		}
 		if opts.EHLOReply != nil {
 			return c.reply(opts.EHLOReply)
 		}
@@ -212,7 +245,22 @@ func (c *mxConn) command(line []byte) error {
 		}
 		switch verb {
 		case "MAIL":
+			if c.mx.hangup(StageMail) {
+				return c.hangUp(StageMail)
+			}
 			c.bodyBytes = 0
+		case "RCPT":
+			if c.mx.hangup(StageRcpt) {
+				return c.hangUp(StageRcpt)
+			}
+		case "DATA":
+			c.mx.sleep(StageDataCommand)
+			if c.mx.hangup(StageDataCommand) {
+				return c.hangUp(StageDataCommand)
+			}
+			if r := opts.DataCommandReply; r != nil {
+				return c.reply(r)
+			}
 		case "BDAT":
 			c.bdatLeft = bdatSize(arg)
 		}
@@ -237,6 +285,9 @@ func bdatSize(arg string) int64 {
 
 func (c *mxConn) startTLS() error {
 	c.mx.sleep(StageSTARTTLS)
+	if c.mx.hangup(StageSTARTTLS) {
+		return c.hangUp(StageSTARTTLS)
+	}
 	switch {
 	case c.info != nil:
 		return c.reply(replyTLSActive)
@@ -254,6 +305,10 @@ func (c *mxConn) startTLS() error {
 		_, _ = c.br.Discard(n)
 		c.mx.t.Logf("upstreamtest MX %s: discarded %d bytes sent after STARTTLS", c.mx.Addr(), n)
 	}
+	c.mx.sleep(StageHandshake)
+	if c.mx.hangup(StageHandshake) {
+		return c.hangUp(StageHandshake)
+	}
 	if err := c.handshake(); err != nil {
 		return err
 	}
@@ -268,7 +323,19 @@ func (c *mxConn) reply(e *smtp.SMTPError) error {
 	if _, err := c.cur.Write(formatError(e)); err != nil {
 		return err
 	}
+	if e.Code == 421 {
+		c.closeAfter421()
+	}
 	return nil
+}
+
+// closeAfter421 closes the connection after a 421 reply when CloseOn421
+// asks for it; go-smtp's handler ends at its next read.
+func (c *mxConn) closeAfter421() {
+	if c.mx.opts.CloseOn421 {
+		c.dropped.Store(true)
+		_ = c.raw.Close()
+	}
 }
 
 func (c *mxConn) Write(p []byte) (int, error) {
@@ -281,6 +348,10 @@ func (c *mxConn) Write(p []byte) (int, error) {
 	if !c.greeted {
 		c.greeted = true
 		c.mx.sleep(StageGreeting)
+		if c.mx.hangup(StageGreeting) {
+			_ = c.hangUp(StageGreeting)
+			return len(p), nil
+		}
 		if r := c.mx.opts.GreetingReply; r != nil {
 			_ = c.reply(r)
 			_ = c.raw.Close()
@@ -326,8 +397,13 @@ func (c *mxConn) serverLine(line []byte) error {
 		c.dataMode = true
 		c.lastCRLF = true
 	}
-	_, err := c.cur.Write(line)
-	return err
+	if _, err := c.cur.Write(line); err != nil {
+		return err
+	}
+	if ok && !more && code == "421" {
+		c.closeAfter421()
+	}
+	return nil
 }
 
 // rewriteEHLO adjusts go-smtp's EHLO reply to the fake's TLS state:

@@ -44,9 +44,14 @@ const (
 	StageMail                  // before answering MAIL FROM
 	StageRcpt                  // before answering RCPT TO
 	StageData                  // after the body arrived, before the final reply
+
+	// Stages added later; their place in the conversation is in the
+	// comment.
+	StageHandshake   // after the 220 reply to STARTTLS, before the TLS handshake
+	StageDataCommand // before answering the DATA command (354)
 )
 
-var stageNames = [...]string{"greeting", "EHLO", "STARTTLS", "MAIL", "RCPT", "DATA"}
+var stageNames = [...]string{"greeting", "EHLO", "STARTTLS", "MAIL", "RCPT", "DATA", "TLS handshake", "DATA command"}
 
 func (s Stage) String() string {
 	if s < 0 || int(s) >= len(stageNames) {
@@ -125,6 +130,30 @@ type MXOptions struct {
 	DropInData int64
 	// Delay holds the time to wait at a stage before answering.
 	Delay map[Stage]time.Duration
+
+	// Hangup closes the TCP connection without a reply at every stage set
+	// to true: StageGreeting instead of the greeting; StageEHLO,
+	// StageSTARTTLS, StageMail, StageRcpt and StageDataCommand when the
+	// command arrives; StageHandshake after the 220 reply to STARTTLS,
+	// before the TLS handshake; StageData once the whole body arrived,
+	// instead of the final reply (the message is recorded, not Accepted).
+	// A hangup is recorded in ConnInfo.HungUp.
+	Hangup map[Stage]bool
+	// DataCommandReply answers every DATA command instead of 354.
+	DataCommandReply *smtp.SMTPError
+	// DropInDataReply, with DropInData, is written just before the
+	// connection is closed in the middle of the body (a server giving up
+	// with, say, 421).
+	DropInDataReply *smtp.SMTPError
+	// CloseOn421 closes the connection right after any 421 reply the MX
+	// writes, as RFC 5321 §3.8 has servers do; without it a 421 of a
+	// fault switch leaves the connection open.
+	CloseOn421 bool
+	// BeforeDataReply, when set, is called once a whole body arrived and
+	// was recorded (after Delay[StageData]), right before the final reply
+	// is written; it runs on the connection's handler goroutine, so the
+	// reply waits for it. Crash tests stop the client in it.
+	BeforeDataReply func(Message)
 }
 
 // MX is a fake SMTP server that records every connection and message.
@@ -281,6 +310,28 @@ func (mx *MX) SawMailFrom() bool {
 	})
 }
 
+// SawCleartextTransaction reports whether any client ever sent MAIL, RCPT,
+// DATA or BDAT before a completed TLS handshake, whatever the reply.
+func (mx *MX) SawCleartextTransaction() bool {
+	mx.mu.Lock()
+	defer mx.mu.Unlock()
+	for _, c := range mx.conns {
+		if slices.ContainsFunc(c.Cleartext, isTransactionCommand) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTransactionCommand(line string) bool {
+	verb, _, _ := strings.Cut(line, " ")
+	switch strings.ToUpper(verb) {
+	case "MAIL", "RCPT", "DATA", "BDAT":
+		return true
+	}
+	return false
+}
+
 // Messages returns a copy of every transaction that reached the body, in
 // order, including rejected and dropped ones (see Message.Accepted).
 func (mx *MX) Messages() []Message {
@@ -343,6 +394,9 @@ func (mx *MX) Close() {
 		}
 	})
 }
+
+// hangup reports whether the connection is to be closed at stage.
+func (mx *MX) hangup(stage Stage) bool { return mx.opts.Hangup[stage] }
 
 // sleep waits for the delay configured for stage, or until Close.
 func (mx *MX) sleep(stage Stage) {

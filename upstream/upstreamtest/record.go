@@ -46,11 +46,21 @@ type ConnInfo struct {
 	HandshakeError string
 	// Dropped reports that DropInData closed the connection.
 	Dropped bool
+	// Cleartext holds the command lines that arrived before a completed
+	// TLS handshake, CRLF removed, in order.
+	Cleartext []string
+	// BodyBytes counts the message body bytes (as sent, dot-stuffed, BDAT
+	// chunks included) that arrived on the connection so far.
+	BodyBytes int64
+	// HungUp names the stage at which MXOptions.Hangup closed the
+	// connection; empty when it did not.
+	HungUp string
 }
 
 func (c ConnInfo) clone() ConnInfo {
 	c.EHLO = slices.Clone(c.EHLO)
 	c.Commands = slices.Clone(c.Commands)
+	c.Cleartext = slices.Clone(c.Cleartext)
 	return c
 }
 

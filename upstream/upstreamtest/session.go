@@ -135,12 +135,18 @@ func (s *session) Data(r io.Reader) error {
 		return err
 	}
 	s.mx.sleep(StageData)
-	if r := s.mx.opts.DataReply; r != nil {
-		msg.Accepted = r.Code/100 == 2
+	if s.mx.hangup(StageData) {
 		s.mx.addMessage(msg)
-		return r
+		return s.c.hangUp(StageData)
 	}
-	msg.Accepted = true
+	reply := s.mx.opts.DataReply
+	msg.Accepted = reply == nil || reply.Code/100 == 2
 	s.mx.addMessage(msg)
+	if hook := s.mx.opts.BeforeDataReply; hook != nil {
+		hook(msg.clone())
+	}
+	if reply != nil {
+		return reply
+	}
 	return nil
 }
