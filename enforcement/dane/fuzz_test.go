@@ -23,6 +23,8 @@ func FuzzVerify(f *testing.F) {
 		f.Add(r.Usage, r.Selector, r.MatchingType, r.Data)
 		r = Expect(c.cert, UsageDANEEE, SelectorCert, MatchSHA512)
 		f.Add(r.Usage, r.Selector, r.MatchingType, r.Data)
+		r = Expect(c.cert, UsageDANETA, SelectorSPKI, MatchFull)
+		f.Add(r.Usage, r.Selector, r.MatchingType, r.Data)
 	}
 	f.Add(uint8(3), uint8(1), uint8(1), []byte{})
 	f.Add(uint8(255), uint8(255), uint8(255), []byte{0})
@@ -52,6 +54,49 @@ func FuzzVerify(f *testing.F) {
 		}
 		if de.Kind < NoUsable || de.Kind > NameMismatch {
 			t.Fatalf("unknown kind %v", de.Kind)
+		}
+	})
+}
+
+// FuzzVerifyPair feeds two records against a chain whose root is not sent
+// (leaf ← intermediate), which reaches digest algorithm agility between the
+// two records and the DANE-TA "2 1 0" key that is not presented. Verify must
+// not panic; a match must be one of the records Usable keeps, at a sane
+// depth; a failure must be a classified *Error.
+func FuzzVerifyPair(f *testing.F) {
+	pki := newTestPKI(f)
+	presented := chain(pki.leaf, pki.inter)
+	add := func(a, b TLSA) {
+		f.Add(a.Usage, a.Selector, a.MatchingType, a.Data, b.Usage, b.Selector, b.MatchingType, b.Data)
+	}
+	leaf := pki.leaf.cert
+	wrong512 := TLSA{Usage: UsageDANEEE, Selector: SelectorSPKI, MatchingType: MatchSHA512, Data: make([]byte, 64)}
+	add(Expect(leaf, 3, 1, 1), wrong512)
+	add(Expect(leaf, 3, 1, 2), Expect(leaf, 3, 1, 1))
+	add(Expect(leaf, 3, 1, 0), wrong512)
+	add(Expect(pki.root.cert, 2, 1, 0), wrong512)
+	add(Expect(pki.other.cert, 2, 1, 0), Expect(pki.root.cert, 2, 0, 0))
+	add(Expect(pki.inter.cert, 2, 1, 1), Expect(pki.inter.cert, 2, 1, 2))
+	opts := Options{Names: []string{mxName}, Now: fixedNow}
+	f.Fuzz(func(t *testing.T, u1, s1, m1 uint8, d1 []byte, u2, s2, m2 uint8, d2 []byte) {
+		rrs := []TLSA{{Usage: u1, Selector: s1, MatchingType: m1, Data: d1}, {Usage: u2, Selector: s2, MatchingType: m2, Data: d2}}
+		m, err := Verify(rrs, presented, opts)
+		if err == nil {
+			kept := false
+			for _, r := range Usable(rrs) {
+				kept = kept || r.Equal(m.Record)
+			}
+			if !kept {
+				t.Fatalf("match %v is not among the records Usable keeps from %v", m.Record, rrs)
+			}
+			if m.Depth < 0 || m.Depth > len(presented) || (m.Record.Usage == UsageDANEEE && m.Depth != 0) {
+				t.Fatalf("match %v at depth %d", m.Record, m.Depth)
+			}
+			return
+		}
+		var de *Error
+		if !errors.As(err, &de) || de.Kind < NoUsable || de.Kind > NameMismatch {
+			t.Fatalf("error %v (%T) is not a classified *Error", err, err)
 		}
 	})
 }

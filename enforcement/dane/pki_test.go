@@ -1,7 +1,9 @@
 package dane
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -19,7 +21,7 @@ func fixedNow() time.Time { return testNow }
 // issued is a certificate with its key, able to sign children when a CA.
 type issued struct {
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 }
 
 // certSpec describes a test certificate. Zero validity dates mean one day
@@ -30,13 +32,21 @@ type certSpec struct {
 	ca        bool
 	notBefore time.Time
 	notAfter  time.Time
+	// ed25519 asks for an Ed25519 key instead of ECDSA P-256.
+	ed25519 bool
 }
 
-// newCert creates an ECDSA P-256 certificate signed by parent, or
-// self-signed when parent is nil.
+// newCert creates an ECDSA P-256 (or Ed25519) certificate signed by
+// parent, or self-signed when parent is nil.
 func newCert(t testing.TB, spec certSpec, parent *issued) *issued {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var key crypto.Signer
+	var err error
+	if spec.ed25519 {
+		_, key, err = ed25519.GenerateKey(rand.Reader)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +80,7 @@ func newCert(t testing.TB, spec certSpec, parent *issued) *issued {
 	if parent != nil {
 		signer, signerCert = parent.key, parent.cert
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signerCert, &key.PublicKey, signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signerCert, key.Public(), signer)
 	if err != nil {
 		t.Fatal(err)
 	}

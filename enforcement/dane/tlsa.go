@@ -106,14 +106,31 @@ func (r TLSA) Usable() bool {
 	return false
 }
 
-// Usable returns the usable records of rrs, in their order; nil when there
-// are none.
+// Usable returns the records of rrs that take part in authentication, in
+// their order; nil when there are none. A record must be usable (the method
+// Usable), and digest algorithm agility applies (RFC 7671 §9): among the
+// usable records of one usage and selector, only those of the strongest
+// digest present count (SHA2-512 over SHA2-256), so that a host publishing
+// both is never authenticated by the weaker digest alone. Full data
+// (matching type 0) is no digest: such records always count.
 func Usable(rrs []TLSA) []TLSA {
+	type group struct{ usage, selector uint8 }
+	strongest := map[group]uint8{}
+	for _, r := range rrs {
+		g := group{r.Usage, r.Selector}
+		if r.Usable() && r.MatchingType > strongest[g] {
+			strongest[g] = r.MatchingType
+		}
+	}
 	var out []TLSA
 	for _, r := range rrs {
-		if r.Usable() {
-			out = append(out, r)
+		if !r.Usable() {
+			continue
 		}
+		if r.MatchingType != MatchFull && r.MatchingType != strongest[group{r.Usage, r.Selector}] {
+			continue
+		}
+		out = append(out, r)
 	}
 	return out
 }

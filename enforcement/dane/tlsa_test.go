@@ -45,6 +45,13 @@ func TestUsableFilter(t *testing.T) {
 	good2 := TLSA{Usage: 2, Selector: 0, MatchingType: 2, Data: bytes.Repeat([]byte{2}, 64)}
 	bad := TLSA{Usage: 1, Selector: 1, MatchingType: 1, Data: bytes.Repeat([]byte{3}, 32)}
 	short := TLSA{Usage: 3, Selector: 1, MatchingType: 1, Data: []byte{4}}
+	// Digest algorithm agility (RFC 7671 §9).
+	d := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	ee2 := TLSA{Usage: 3, Selector: 1, MatchingType: 2, Data: d(64, 2)}
+	ee0 := TLSA{Usage: 3, Selector: 1, MatchingType: 0, Data: d(91, 3)}
+	ta1 := TLSA{Usage: 2, Selector: 0, MatchingType: 1, Data: d(32, 4)}
+	ta1b := TLSA{Usage: 2, Selector: 0, MatchingType: 1, Data: d(32, 5)}
+	pkix2 := TLSA{Usage: 1, Selector: 1, MatchingType: 2, Data: d(64, 6)}
 	tests := []struct {
 		name string
 		in   []TLSA
@@ -53,6 +60,9 @@ func TestUsableFilter(t *testing.T) {
 		{name: "nil", in: nil, want: nil},
 		{name: "only unusable", in: []TLSA{bad, short}, want: nil},
 		{name: "mixed keeps order", in: []TLSA{bad, good2, short, good1}, want: []TLSA{good2, good1}},
+		{name: "strongest digest per usage and selector", in: []TLSA{good1, ta1, ee2, ee0, ta1b}, want: []TLSA{ta1, ee2, ee0, ta1b}},
+		{name: "unusable records demote nothing", in: []TLSA{pkix2, good1}, want: []TLSA{good1}},
+		{name: "SHA-256 alone stays", in: []TLSA{good1, ta1}, want: []TLSA{good1, ta1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -101,11 +101,11 @@ func verifyEE(r TLSA, chain []*x509.Certificate) (Match, *Error) {
 //
 // RFC 7671 §5.2.2 also allows a DANE-TA record to designate an anchor the
 // server does not send. A "2 0 0" record carries the whole anchor
-// certificate, so that case is handled. A "2 1 x" record designating a
-// public key that is not presented as a certificate is not: crypto/x509 only
-// takes certificates as roots, and synthesising one around a bare key would
-// be a verifier of our own. Such a record yields NoMatch; RFC 7672 §3.2.2
-// asks servers to include the anchor in the chain for this reason.
+// certificate: it becomes the only root. A "2 1 0" record carries the
+// anchor's public key: the topmost presented certificate must be signed by
+// that key (see keyAnchored). A digest ("2 x 1", "2 x 2") of an anchor that
+// is not sent designates nothing we can check and yields NoMatch; RFC 7672
+// §3.2.2 asks servers to include the anchor in the chain for this reason.
 func verifyTA(r TLSA, chain []*x509.Certificate, names []string, now time.Time) (Match, *Error) {
 	var worst *Error
 	for depth := 1; depth < len(chain); depth++ {
@@ -121,12 +121,44 @@ func verifyTA(r TLSA, chain []*x509.Certificate, names []string, now time.Time) 
 	if worst != nil {
 		return Match{}, worst
 	}
-	if r.Selector == SelectorCert && r.MatchingType == MatchFull {
+	switch {
+	case r.Selector == SelectorCert && r.MatchingType == MatchFull:
 		if anchor, err := x509.ParseCertificate(r.Data); err == nil {
 			return anchored(r, chain, anchor, -1, names, now)
 		}
+	case r.Selector == SelectorSPKI && r.MatchingType == MatchFull:
+		return keyAnchored(r, chain, names, now)
 	}
 	return Match{}, &Error{Kind: NoMatch}
+}
+
+// keyAnchored handles a "2 1 0" record whose public key no presented
+// certificate carries: the topmost presented certificate must carry a
+// signature by that key (a SHA-1 signature does not count), and, unless it
+// is the leaf, be a CA. It then serves as the root of the chain, whose
+// validity and names are checked as for any DANE-TA anchor. The match depth
+// is that of the key, one above the topmost certificate.
+func keyAnchored(r TLSA, chain []*x509.Certificate, names []string, now time.Time) (Match, *Error) {
+	key, err := x509.ParsePKIXPublicKey(r.Data)
+	top := chain[len(chain)-1]
+	if err != nil || top == nil || !signedBy(top, key) {
+		return Match{}, &Error{Kind: NoMatch}
+	}
+	depth := len(chain)
+	if top != chain[0] && (!top.BasicConstraintsValid || !top.IsCA) {
+		return Match{}, &Error{Kind: ChainInvalid, Detail: fmt.Sprintf("DANE-TA %s at depth %d: the certificate it signed is not a CA", r.short(), depth)}
+	}
+	return anchored(r, chain, top, depth, names, now)
+}
+
+// signedBy reports whether key made the signature of cert.
+func signedBy(cert *x509.Certificate, key any) bool {
+	switch cert.SignatureAlgorithm {
+	case x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1, x509.MD5WithRSA, x509.MD2WithRSA:
+		return false
+	}
+	holder := &x509.Certificate{PublicKey: key}
+	return holder.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature) == nil
 }
 
 // anchored verifies the leaf up to anchor, the only root, with the other

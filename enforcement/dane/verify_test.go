@@ -159,6 +159,17 @@ func TestVerifyDANETA(t *testing.T) {
 	rootFull := Expect(pki.root.cert, UsageDANETA, SelectorCert, MatchFull)
 	rootSPKIFull := Expect(pki.root.cert, UsageDANETA, SelectorSPKI, MatchFull)
 	otherSPKI := Expect(pki.other.cert, UsageDANETA, SelectorSPKI, MatchSHA256)
+	// "2 1 0" keys not sent (RFC 7671 §5.2.2): the topmost presented
+	// certificate must be signed by the key.
+	// A leaf signed by the root key directly, sent alone.
+	direct := newCert(t, certSpec{cn: mxName, dns: []string{mxName}}, pki.root)
+	// A non-CA certificate signed by the root key that "issued" a leaf.
+	notCA := newCert(t, certSpec{cn: "not a CA", dns: []string{"x.test"}}, pki.root)
+	underNotCA := newCert(t, certSpec{cn: mxName, dns: []string{mxName}}, notCA)
+	ed := newCert(t, certSpec{cn: "Ed25519 Root", ca: true, ed25519: true}, nil)
+	edKey := TLSA{Usage: UsageDANETA, Selector: SelectorSPKI, MatchingType: MatchFull, Data: ed.cert.RawSubjectPublicKeyInfo}
+	underEd := newCert(t, certSpec{cn: "Ed Intermediate", ca: true}, ed)
+	leafUnderEd := newCert(t, certSpec{cn: mxName, dns: []string{mxName}}, underEd)
 	mx := []string{mxName}
 
 	tests := []struct {
@@ -179,7 +190,8 @@ func TestVerifyDANETA(t *testing.T) {
 		{name: "chain sent out of order", rrs: []TLSA{rootCert}, chain: chain(pki.leaf, pki.root, pki.inter), names: mx, wantRecord: rootCert, wantDepth: 1},
 		{name: "2 0 0 anchor not sent", rrs: []TLSA{rootFull}, chain: chain(pki.leaf, pki.inter), names: mx, wantRecord: rootFull, wantDepth: 2},
 		{name: "2 0 0 unrelated anchor not sent", rrs: []TLSA{Expect(pki.other.cert, 2, 0, 0)}, chain: chain(pki.leaf, pki.inter), names: mx, wantKind: NoMatch},
-		{name: "2 1 0 key not sent is unsupported", rrs: []TLSA{rootSPKIFull}, chain: chain(pki.leaf, pki.inter), names: mx, wantKind: NoMatch},
+		{name: "2 1 0 key not sent signed the intermediate", rrs: []TLSA{rootSPKIFull}, chain: chain(pki.leaf, pki.inter), names: mx, wantRecord: rootSPKIFull, wantDepth: 2},
+		{name: "2 1 0 unrelated key not sent", rrs: []TLSA{Expect(pki.other.cert, 2, 1, 0)}, chain: chain(pki.leaf, pki.inter), names: mx, wantKind: NoMatch},
 		{name: "2 1 1 key not sent is unsupported", rrs: []TLSA{Expect(pki.root.cert, 2, 1, 1)}, chain: chain(pki.leaf, pki.inter), names: mx, wantKind: NoMatch},
 		{name: "anchor not in chain", rrs: []TLSA{otherSPKI}, chain: chain(pki.leaf, pki.inter, pki.root), names: mx, wantKind: NoMatch},
 		{name: "TA record of the leaf", rrs: []TLSA{Expect(pki.leaf.cert, 2, 1, 1)}, chain: chain(pki.leaf, pki.inter, pki.root), names: mx, wantKind: NoMatch},
@@ -201,6 +213,13 @@ func TestVerifyDANETA(t *testing.T) {
 		{name: "CN-ID ignored beside a DNS-ID", rrs: []TLSA{interSPKI}, chain: chain(cnIgnored, pki.inter), names: mx, wantKind: NameMismatch},
 		{name: "many names, none matching", rrs: []TLSA{interSPKI}, chain: chain(multiName, pki.inter), names: mx, wantKind: NameMismatch},
 		{name: "IP literal reference", rrs: []TLSA{interSPKI}, chain: chain(pki.leaf, pki.inter), names: []string{"127.0.0.1"}, wantKind: NameMismatch},
+		{name: "2 1 0 key signed the leaf sent alone", rrs: []TLSA{rootSPKIFull}, chain: chain(direct), names: mx, wantRecord: rootSPKIFull, wantDepth: 1},
+		{name: "2 1 0 Ed25519 key", rrs: []TLSA{edKey}, chain: chain(leafUnderEd, underEd), names: mx, wantRecord: edKey, wantDepth: 2},
+		{name: "2 1 0 key: name checked", rrs: []TLSA{rootSPKIFull}, chain: chain(pki.leaf, pki.inter), names: []string{"mx2.example.test"}, wantKind: NameMismatch},
+		{name: "2 1 0 key: expiry checked", rrs: []TLSA{rootSPKIFull}, chain: chain(leafUnderExpired, expiredInter), names: mx, wantKind: ChainInvalid, wantCause: x509.Expired},
+		{name: "2 1 0 key: the signed certificate must be a CA to issue", rrs: []TLSA{rootSPKIFull}, chain: chain(underNotCA, notCA), names: mx, wantKind: ChainInvalid},
+		{name: "2 1 0 garbage key", rrs: []TLSA{{Usage: 2, Selector: 1, MatchingType: 0, Data: []byte{0x30, 0x03, 0x01, 0x01, 0x00}}}, chain: chain(pki.leaf, pki.inter), names: mx, wantKind: NoMatch},
+		{name: "2 1 0 key of a presented certificate still matches there", rrs: []TLSA{rootSPKIFull}, chain: chain(pki.leaf, pki.inter, pki.root), names: mx, wantRecord: rootSPKIFull, wantDepth: 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
