@@ -57,6 +57,10 @@ type Options struct {
 	MaxMessageBytes int64
 	// MaxRecipients per transaction (100 if 0).
 	MaxRecipients int
+	// MaxLineLength bounds a line of a command or of a DATA body, CRLF
+	// included (64 KiB if 0). Longer body lines are refused for good
+	// (550 5.6.0), never deferred: a retry could not succeed.
+	MaxLineLength int
 	// CommandTimeout bounds the wait for each command (5 minutes if 0).
 	CommandTimeout time.Duration
 	// DataTimeout bounds the wait for each chunk of the body (10 minutes
@@ -97,6 +101,9 @@ func New(opts Options) *Server {
 	if opts.MaxRecipients <= 0 {
 		opts.MaxRecipients = 100
 	}
+	if opts.MaxLineLength <= 0 {
+		opts.MaxLineLength = 64 << 10
+	}
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = 5 * time.Minute
 	}
@@ -118,6 +125,7 @@ func New(opts Options) *Server {
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageBytes
 	srv.MaxRecipients = opts.MaxRecipients
+	srv.MaxLineLength = opts.MaxLineLength
 	srv.ReadTimeout = opts.CommandTimeout
 	srv.WriteTimeout = opts.CommandTimeout
 	srv.TLSConfig = opts.TLSConfig

@@ -5,12 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -53,6 +52,17 @@ type session struct {
 	pending      []pendingRcpt
 	pendingRoute *enforcement.Route
 	pendingCause *smtp.SMTPError
+
+	// What Data needs of the connection, read at EHLO: with CHUNKING,
+	// Data runs in its own goroutine and must not read go-smtp's
+	// connection fields while the connection goroutine changes them.
+	helo     string
+	inTLS    *tls.ConnectionState
+	clientNC net.Conn
+
+	// mu guards run, the message being received (see data.go).
+	mu  sync.Mutex
+	run *dataRun
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -60,7 +70,10 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		remote = ta.AddrPort().Addr().Unmap()
 	}
-	sess := &session{s: s, conn: c, remote: remote}
+	sess := &session{s: s, conn: c, remote: remote, helo: c.Hostname(), clientNC: c.Conn()}
+	if cs, ok := c.TLSConnectionState(); ok {
+		sess.inTLS = &cs
+	}
 	for _, p := range s.opts.AllowedNetworks {
 		if p.Contains(remote) {
 			sess.trusted = true
@@ -209,83 +222,6 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
-func (ss *session) Data(r io.Reader) error {
-	if ss.lost != nil {
-		return ss.lost
-	}
-	if len(ss.pending) > 0 && ss.up == nil {
-		var err error
-		if r, err = ss.openPending(r); err != nil {
-			ss.log.Info("conditional recipients deferred", "reason", err.Error())
-			return Reply(err)
-		}
-	}
-	if ss.up == nil {
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no valid recipients"}
-	}
-	up := ss.up
-	info := receivedInfo{
-		Helo:     ss.conn.Hostname(),
-		RemoteIP: ss.remote.String(),
-		By:       ss.s.opts.Hostname,
-		ID:       ss.id,
-		Authed:   ss.user != "",
-		Upstream: up.Host.Name,
-		UpTLS:    up.TLS,
-		Verified: up.Verdict.Detail,
-		Date:     ss.s.opts.Now(),
-	}
-	if cs, ok := ss.conn.TLSConnectionState(); ok {
-		info.InboundTLS = &cs
-	}
-	if len(ss.rcpts) == 1 {
-		info.For = ss.rcpts[0]
-	}
-	body := &renewingReader{r: r, conn: ss.conn.Conn(), timeout: ss.s.opts.DataTimeout}
-	final, err := up.Data(info.header(), body)
-	ss.logDelivery(up, final, err, body.n)
-	if err != nil {
-		ss.dropUpstream()
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
-			return se // from our client's side, e.g. message too large
-		}
-		if _, ok := enforcement.AsFailure(err); ok {
-			return Reply(err)
-		}
-		// Reading our client failed; the upstream transaction was
-		// abandoned before its end.
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "message not received completely: " + err.Error()}
-	}
-	return final
-}
-
-func (ss *session) logDelivery(up *upstream.Conn, final *smtp.SMTPError, err error, n int64) {
-	attrs := []slog.Attr{
-		slog.String("id", ss.id),
-		slog.String("domain", up.Route.Domain),
-		slog.String("mx", up.Host.Name),
-		slog.String("ip", up.Addr),
-		slog.String("tls_version", tls.VersionName(up.TLS.Version)),
-		slog.String("cipher", tls.CipherSuiteName(up.TLS.CipherSuite)),
-		slog.String("policy", up.Host.Req.Describe()),
-		slog.Bool("authenticated", up.Verdict.Authenticated),
-		slog.String("verification", up.Verdict.Detail),
-		slog.Int("rcpts", len(ss.rcpts)),
-		slog.Int64("bytes", n),
-		slog.Duration("duration", time.Since(ss.started)),
-	}
-	switch {
-	case err != nil:
-		r := Reply(err)
-		attrs = append(attrs, slog.Int("reply", r.Code), slog.String("text", r.Message), slog.String("error", err.Error()))
-		ss.log.LogAttrs(context.Background(), slog.LevelWarn, "delivery failed", attrs...)
-	default:
-		attrs = append(attrs, slog.Int("reply", final.Code), slog.String("text", final.Message))
-		ss.log.LogAttrs(context.Background(), slog.LevelInfo, "delivery", attrs...)
-	}
-}
-
 func (ss *session) Reset() { ss.endTransaction() }
 
 func (ss *session) Logout() error {
@@ -294,8 +230,11 @@ func (ss *session) Logout() error {
 }
 
 // endTransaction closes the upstream connection, if any, and forgets the
-// transaction.
+// transaction. A message still being received (BDAT chunks arrive while
+// go-smtp runs Data in its own goroutine) is abandoned: its upstream
+// connection is cut without the end-of-data dot.
 func (ss *session) endTransaction() {
+	ss.abandonData()
 	if ss.up != nil {
 		ss.up.Close()
 		ss.up = nil
@@ -338,21 +277,4 @@ func newID() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return strings.ToUpper(hex.EncodeToString(b[:]))
-}
-
-// renewingReader renews the read deadline of our client's connection
-// before every read of the body (go-smtp sets it once per command) and
-// counts bytes.
-type renewingReader struct {
-	r       io.Reader
-	conn    net.Conn
-	timeout time.Duration
-	n       int64
-}
-
-func (r *renewingReader) Read(p []byte) (int, error) {
-	r.conn.SetReadDeadline(time.Now().Add(r.timeout))
-	n, err := r.r.Read(p)
-	r.n += int64(n)
-	return n, err
 }

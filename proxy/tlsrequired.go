@@ -61,8 +61,9 @@ func (ss *session) pend(ctx context.Context, to, domain string, opts *smtp.RcptO
 // openPending decides the conditional recipients at DATA: it reads the
 // header section, and if it holds "TLS-Required: No", opens the relaxed
 // route and sends MAIL and RCPT. It returns the reader of the whole
-// message.
-func (ss *session) openPending(r io.Reader) (io.Reader, error) {
+// message. The upstream connection goes to the run, so that an abandoned
+// message cuts it.
+func (ss *session) openPending(tx *dataTx, r io.Reader) (io.Reader, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	header, err := readHeader(br)
 	body := io.MultiReader(bytes.NewReader(header), br)
@@ -70,22 +71,24 @@ func (ss *session) openPending(r io.Reader) (io.Reader, error) {
 		return body, err
 	}
 	if !tlsRequiredNo(header) {
-		c := *ss.pendingCause
+		c := *tx.pendingCause
 		c.Message += " (the message has no TLS-Required: No header field)"
 		return body, &c
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ss.s.opts.UpstreamTimeout)
+	ctx, cancel := context.WithTimeout(tx.ctx, ss.s.opts.UpstreamTimeout)
 	defer cancel()
-	up, err := ss.s.opts.Opener.Open(ctx, ss.pendingRoute)
+	up, err := ss.s.opts.Opener.Open(ctx, tx.pendingRoute)
 	if err != nil {
 		return body, err
 	}
-	if err := up.Mail(ss.from, ss.mailOpts); err != nil {
-		up.Close()
+	if !tx.run.attach(up) {
+		return body, errors.New("message abandoned by the client")
+	}
+	tx.up = up
+	if err := up.Mail(tx.from, tx.mailOpts); err != nil {
 		return body, err
 	}
-	ss.up = up
-	for _, p := range ss.pending {
+	for _, p := range tx.pending {
 		if err := up.Rcpt(p.to, p.opts); err != nil {
 			// One reply answers DATA for every recipient: defer the
 			// whole message rather than bounce recipients that were
@@ -95,7 +98,7 @@ func (ss *session) openPending(r io.Reader) (io.Reader, error) {
 				Message: "<" + p.to + "> refused at delivery under TLS-Required: No: " + r.Message}
 		}
 	}
-	ss.log.Info("delivering under TLS-Required: No", "domain", ss.pendingRoute.Domain, "mx", up.Host.Name)
+	tx.log.Info("delivering under TLS-Required: No", "domain", tx.pendingRoute.Domain, "mx", up.Host.Name)
 	return body, nil
 }
 

@@ -3,11 +3,13 @@ package upstream
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -24,9 +26,13 @@ type Conn struct {
 	Verdict enforcement.Verdict
 
 	client *smtp.Client
+	// raw is the TCP connection under TLS: Abort closes it.
+	raw    net.Conn
 	log    *slog.Logger
 	opened time.Time
-	broken bool
+	// broken is set once the connection can no longer be used; Abort
+	// sets it from another goroutine.
+	broken atomic.Bool
 }
 
 // Supports reports whether the server advertised the EHLO keyword after
@@ -79,14 +85,21 @@ func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
 		}
 		// Reading from our client failed: the upstream transaction
 		// must not complete. Drop the connection, never send the dot.
-		c.broken = true
-		c.client.Close()
+		c.Abort()
 		return nil, err
+	}
+	if c.broken.Load() {
+		// Abandoned while the body was copied: closing the writer
+		// would send the dot.
+		return nil, c.lost("DATA", errAborted)
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
+			if se.Code == 421 {
+				return nil, c.closing("end of DATA", se)
+			}
 			return relayable(se), nil
 		}
 		return nil, c.lost("end of DATA", err)
@@ -96,8 +109,9 @@ func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
 }
 
 // Close ends the session with QUIT (or just closes a broken connection).
+// It must not be called while Data runs: use Abort.
 func (c *Conn) Close() error {
-	if c.broken {
+	if c.broken.Load() {
 		return c.client.Close()
 	}
 	err := c.client.Quit()
@@ -107,8 +121,21 @@ func (c *Conn) Close() error {
 	return err
 }
 
+// Abort cuts the connection at the socket, sending nothing more: an open
+// message is abandoned without its end-of-data dot, so the MX discards
+// it. It is safe to call while another goroutine is in Data.
+func (c *Conn) Abort() {
+	c.broken.Store(true)
+	if c.raw != nil {
+		c.raw.Close()
+	}
+}
+
+// errAborted is the cause of a transaction whose message was abandoned.
+var errAborted = errors.New("message abandoned")
+
 // Broken reports whether the connection can no longer be used.
-func (c *Conn) Broken() bool { return c.broken }
+func (c *Conn) Broken() bool { return c.broken.Load() }
 
 func (c *Conn) result(stage string, err error) error {
 	if err == nil {
@@ -117,15 +144,36 @@ func (c *Conn) result(stage string, err error) error {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		if se.Code == 421 {
-			c.broken = true
+			return c.closing(stage, se)
 		}
 		return relayable(se)
 	}
 	return c.lost(stage, err)
 }
 
+// closing handles a 421 (RFC 5321 §3.8: the MX is closing the
+// connection). It is not relayed as it is: for our client it would mean
+// that sealgate closes the session. The transaction fails with a 4xx that
+// keeps the MX's text.
+func (c *Conn) closing(stage string, se *smtp.SMTPError) error {
+	c.broken.Store(true)
+	c.client.Close()
+	text := strconv.Itoa(se.Code)
+	if se.EnhancedCode != (smtp.EnhancedCode{0, 0, 0}) && se.EnhancedCode != smtp.NoEnhancedCode {
+		text += fmt.Sprintf(" %d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+	}
+	return &enforcement.Failure{
+		Kind:   enforcement.KindLost,
+		Domain: c.Route.Domain,
+		Policy: c.Host.Req.Describe(),
+		Host:   c.Host.Name,
+		Reason: "the MX closed the connection during " + stage + ": " + text + " " + se.Message,
+		Err:    se,
+	}
+}
+
 func (c *Conn) lost(stage string, err error) error {
-	c.broken = true
+	c.broken.Store(true)
 	c.client.Close()
 	return &enforcement.Failure{
 		Kind:   enforcement.KindLost,

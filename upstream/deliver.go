@@ -194,6 +194,7 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 		TLS:     cs,
 		Verdict: verdict,
 		client:  client,
+		raw:     raw,
 		log:     d.log(),
 		opened:  start,
 	}

@@ -45,6 +45,7 @@ type Config struct {
 	MaxConnections  int           `env:"MAX_CONNECTIONS" envDefault:"100" form:"a positive number"`
 	MaxMessageSize  int64         `env:"MAX_MESSAGE_SIZE" envDefault:"52428800" form:"a positive number of bytes"`
 	MaxRecipients   int           `env:"MAX_RECIPIENTS" envDefault:"100" form:"a positive number"`
+	MaxLineLength   int           `env:"MAX_LINE_LENGTH" envDefault:"65536" form:"a number of bytes from 1000 to 1048576"`
 	CommandTimeout  time.Duration `env:"COMMAND_TIMEOUT" envDefault:"5m" form:"a Go duration, e.g. 5m"`
 	DataTimeout     time.Duration `env:"DATA_TIMEOUT" envDefault:"10m" form:"a Go duration, e.g. 10m"`
 	ConnectTimeout  time.Duration `env:"CONNECT_TIMEOUT" envDefault:"30s" form:"a Go duration, e.g. 30s"`
@@ -143,6 +144,9 @@ func parseConfig(environ map[string]string) (*Config, error) {
 	}
 	if c.MaxRecipients < 1 {
 		return nil, bad("MaxRecipients", strconv.Itoa(c.MaxRecipients), "")
+	}
+	if c.MaxLineLength < 1000 || c.MaxLineLength > 1<<20 {
+		return nil, bad("MaxLineLength", strconv.Itoa(c.MaxLineLength), "")
 	}
 	for field, d := range map[string]time.Duration{"CommandTimeout": c.CommandTimeout, "DataTimeout": c.DataTimeout, "ConnectTimeout": c.ConnectTimeout, "DNSTimeout": c.DNSTimeout} {
 		if d <= 0 {

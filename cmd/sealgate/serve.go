@@ -99,6 +99,7 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 		MaxConnections:     cfg.MaxConnections,
 		MaxMessageBytes:    cfg.MaxMessageSize,
 		MaxRecipients:      cfg.MaxRecipients,
+		MaxLineLength:      cfg.MaxLineLength,
 		CommandTimeout:     cfg.CommandTimeout,
 		DataTimeout:        cfg.DataTimeout,
 		HonorTLSRequiredNo: cfg.HonorTLSReqNo,

@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+)
+
+// bodyError is a message that sealgate refuses to relay: it holds bytes
+// that RFC 5321 §2.3.8 and §4.1.1.4 forbid in a message (a CR or LF that
+// is not part of CRLF, or NUL). Receivers that take a lone CR or LF as a
+// line end would read a different message than sealgate and the MX, the
+// ground of SMTP smuggling; sealgate never forwards such bytes and never
+// rewrites the message, it refuses it (550 5.6.11).
+type bodyError struct {
+	what string
+	line int
+}
+
+func (e *bodyError) Error() string {
+	return fmt.Sprintf("%s in line %d of the message (RFC 5321 §2.3.8); lines must end with CRLF", e.what, e.line)
+}
+
+// bodyReader passes a message through, failing with a *bodyError at the
+// first bare CR, bare LF or NUL. It sees the message as go-smtp decoded
+// it (dot-unstuffed for DATA, the chunks joined for BDAT), so a bare CR
+// split across chunks or reads is caught too.
+type bodyReader struct {
+	r    io.Reader
+	cr   bool // the last byte was a CR
+	line int
+	err  error
+}
+
+func newBodyReader(r io.Reader) *bodyReader { return &bodyReader{r: r, line: 1} }
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.r.Read(p)
+	for i, c := range p[:n] {
+		if b.cr && c != '\n' {
+			return b.fail(i, "bare CR")
+		}
+		switch c {
+		case '\r':
+			b.cr = true
+			continue
+		case '\n':
+			if !b.cr {
+				return b.fail(i, "bare LF")
+			}
+			b.line++
+		case 0:
+			return b.fail(i, "NUL byte")
+		}
+		b.cr = false
+	}
+	if err == io.EOF && b.cr {
+		return b.fail(n, "bare CR")
+	}
+	return n, err
+}
+
+// fail hands out the bytes before the offending one (they are never
+// followed by the end of the message) and the error.
+func (b *bodyReader) fail(i int, what string) (int, error) {
+	b.err = &bodyError{what: what, line: b.line}
+	return i, b.err
+}
