@@ -19,6 +19,11 @@ type Route struct {
 	Hosts  []Host
 	// Relay is true for a configured smarthost (no MX lookup).
 	Relay bool
+	// REQUIRETLS is true for a route that carries a REQUIRETLS message
+	// (RFC 8689): set by Route.RequireTLS, which keeps only the hosts
+	// that may carry it. An opener must also skip a host that does not
+	// advertise REQUIRETLS after STARTTLS.
+	REQUIRETLS bool
 }
 
 // Host is one MX host with its addresses and requirement.
@@ -38,6 +43,9 @@ func (r *Route) Key() string {
 	var b strings.Builder
 	for _, h := range r.Hosts {
 		fmt.Fprintf(&b, "%s|%v|%d|%t|%s;", h.Name, h.Addrs, h.Port, h.ImplicitTLS, h.Req.String())
+	}
+	if r.REQUIRETLS {
+		b.WriteString("requiretls")
 	}
 	return b.String()
 }
@@ -128,7 +136,7 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 // an error means its TLSA records could not be looked up.
 func (e *Engine) requirement(ctx context.Context, domain string, secure bool, h mxHost, local *localpolicy.Entry, sts *mtasts.Policy) (Requirement, bool, error) {
 	if local != nil {
-		return e.localRequirement(ctx, local, domain, h.name, h.addrs.Name, secure)
+		return e.localRequirement(ctx, local, domain, h, secure)
 	}
 	if secure {
 		outcome, dreq, err := e.daneHost(ctx, domain, h.name, h.addrs.Name)
@@ -138,26 +146,32 @@ func (e *Engine) requirement(ctx context.Context, domain string, secure bool, h 
 		case daneAuth:
 			return dreq, true, nil
 		case daneEncrypt:
-			// TLS mandatory without authentication; a verify floor
-			// still applies.
-			if e.floor() == LevelEncrypt {
+			// Only unusable TLSA records: DANE makes TLS mandatory
+			// but authenticates nothing, so it must not weaken
+			// another policy (RFC 8461 §2). MTA-STS still filters and
+			// verifies the host; without it a verify floor applies.
+			if sts == nil && e.floor() == LevelEncrypt {
 				return dreq, true, nil
 			}
-			return e.hostRequirement(h.name), true, nil
 		}
 	}
 	if sts != nil {
-		// RFC 8461 §2: only hosts without DANE get here.
+		// RFC 8461 §2: hosts with usable TLSA records never get here.
 		req, ok := e.stsRequirement(sts, h.name)
 		return req, ok, nil
 	}
-	return e.hostRequirement(h.name), true, nil
+	return e.hostRequirement(h), true, nil
 }
 
 // mxHost is an MX host with its address records.
 type mxHost struct {
 	name  string
 	addrs AddrResult
+	// vouched is true when an attacker on the DNS path cannot have
+	// chosen name: it comes from a DNSSEC-secure MX RRset, it is the
+	// next-hop domain itself (implicit MX), or the configuration named
+	// it (a relay in brackets).
+	vouched bool
 }
 
 // lookupMX resolves the MX hosts of domain and their addresses, leaving
@@ -185,7 +199,7 @@ func (e *Engine) lookupMX(ctx context.Context, domain string) (MXResult, []mxHos
 			e.logf(ctx, "MX host skipped", "domain", domain, "mx", name, "error", err)
 			continue
 		}
-		hosts = append(hosts, mxHost{name: name, addrs: addrs})
+		hosts = append(hosts, mxHost{name: name, addrs: addrs, vouched: mx.Secure || mx.Implicit})
 	}
 	if len(hosts) == 0 {
 		if errors.Is(lastErr, ErrDNSTemporary) {
@@ -197,13 +211,14 @@ func (e *Engine) lookupMX(ctx context.Context, domain string) (MXResult, []mxHos
 }
 
 // hostRequirement is the requirement for one MX host under the floor.
-func (e *Engine) hostRequirement(host string) Requirement {
+func (e *Engine) hostRequirement(h mxHost) Requirement {
 	return Requirement{
-		Source:     SourceFloor,
-		Level:      e.floor(),
-		Mode:       e.floor().String(),
-		Names:      []string{host},
-		MinVersion: e.MinVersion,
+		Source:       SourceFloor,
+		Level:        e.floor(),
+		Mode:         e.floor().String(),
+		Names:        []string{h.name},
+		NamesVouched: h.vouched,
+		MinVersion:   e.MinVersion,
 	}
 }
 

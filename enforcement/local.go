@@ -15,11 +15,11 @@ type LocalPolicy interface {
 
 var _ LocalPolicy = (*localpolicy.Policy)(nil)
 
-// localRequirement is the requirement of a local policy entry for host,
-// an MX host of nexthop. For the dane levels the TLSA lookup decides;
+// localRequirement is the requirement of a local policy entry for h, an
+// MX host of nexthop. For the dane levels the TLSA lookup decides;
 // ok is false when the host must not be used (dane-only without usable
 // TLSA records).
-func (e *Engine) localRequirement(ctx context.Context, entry *localpolicy.Entry, nexthop, host, expanded string, secureDNS bool) (req Requirement, ok bool, err error) {
+func (e *Engine) localRequirement(ctx context.Context, entry *localpolicy.Entry, nexthop string, h mxHost, secureDNS bool) (req Requirement, ok bool, err error) {
 	req = Requirement{
 		Source:     SourceLocal,
 		Mode:       entry.Level.String(),
@@ -34,7 +34,10 @@ func (e *Engine) localRequirement(ctx context.Context, entry *localpolicy.Entry,
 		req.Level = LevelEncrypt
 	case localpolicy.LevelVerify, localpolicy.LevelSecure:
 		req.Level = LevelVerify
-		req.Names = entry.ReferenceNames(nexthop, host)
+		req.Names = entry.ReferenceNames(nexthop, h.name)
+		// Only match=hostname draws a name from the MX lookup: the
+		// names are vouched for unless it adds one that DNS chose.
+		req.NamesVouched = h.vouched || len(req.Names) == len(entry.ReferenceNames(nexthop, ""))
 		req.Roots, req.RootsName = entry.Roots, entry.RootsFile
 	case localpolicy.LevelFingerprint:
 		req.Level = LevelFingerprint
@@ -43,7 +46,7 @@ func (e *Engine) localRequirement(ctx context.Context, entry *localpolicy.Entry,
 		outcome := daneNone
 		var dreq Requirement
 		if secureDNS {
-			outcome, dreq, err = e.daneHost(ctx, nexthop, host, expanded)
+			outcome, dreq, err = e.daneHost(ctx, nexthop, h.name, h.addrs.Name)
 			if outcome == daneDefer {
 				return req, false, err
 			}
@@ -69,7 +72,7 @@ func (e *Engine) localRequirement(ctx context.Context, entry *localpolicy.Entry,
 }
 
 // localRelayRequirement applies a local policy entry for the relay host.
-func (e *Engine) localRelayRequirement(host string) (Requirement, bool) {
+func (e *Engine) localRelayRequirement(h mxHost) (Requirement, bool) {
 	if e.Local == nil || e.Relay == nil {
 		return Requirement{}, false
 	}
@@ -77,7 +80,8 @@ func (e *Engine) localRelayRequirement(host string) (Requirement, bool) {
 	if !ok {
 		return Requirement{}, false
 	}
-	req, ok, err := e.localRequirement(context.Background(), entry, e.Relay.Host, host, host, false)
+	h.addrs.Name = h.name
+	req, ok, err := e.localRequirement(context.Background(), entry, e.Relay.Host, h, false)
 	if err != nil || !ok {
 		// dane-only for a relay without DNSSEC: nothing qualifies.
 		return Requirement{Source: SourceLocal, Level: LevelDANE, Mode: entry.Level.String()}, true

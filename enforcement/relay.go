@@ -90,20 +90,21 @@ func (e *Engine) relayRoute(ctx context.Context, domain string) (*Route, error) 
 		if err != nil {
 			return nil, relayFailure(domain, r, dnsFailure(r.Host, "address", err))
 		}
-		hosts = []mxHost{{name: r.Host, addrs: addrs}}
+		// The configuration names the host: no DNS answer chose it.
+		hosts = []mxHost{{name: r.Host, addrs: addrs, vouched: true}}
 	}
 	route := &Route{Domain: domain, Relay: true}
 	for _, h := range hosts {
-		route.Hosts = append(route.Hosts, Host{Name: h.name, Addrs: h.addrs.Addrs, Port: r.Port, ImplicitTLS: r.Port == 465, Req: e.relayRequirement(h.name)})
+		route.Hosts = append(route.Hosts, Host{Name: h.name, Addrs: h.addrs.Addrs, Port: r.Port, ImplicitTLS: r.Port == 465, Req: e.relayRequirement(h)})
 	}
 	return route, nil
 }
 
-func (e *Engine) relayRequirement(host string) Requirement {
-	if req, ok := e.localRelayRequirement(host); ok {
+func (e *Engine) relayRequirement(h mxHost) Requirement {
+	if req, ok := e.localRelayRequirement(h); ok {
 		return req
 	}
-	return Requirement{Source: SourceLocal, Level: LevelVerify, Mode: "relay", Names: []string{host}, MinVersion: e.MinVersion}
+	return Requirement{Source: SourceLocal, Level: LevelVerify, Mode: "relay", Names: []string{h.name}, NamesVouched: h.vouched, MinVersion: e.MinVersion}
 }
 
 func relayFailure(domain string, r *RelayHost, f *Failure) *Failure {

@@ -25,6 +25,14 @@ type Requirement struct {
 	// Names are the reference identifiers for LevelVerify and DANE-TA.
 	// A leading "." matches any subdomain (Postfix syntax), "*." one label.
 	Names []string
+	// NamesVouched is true when no name in Names was taken from DNS an
+	// attacker could forge: each comes from a DNSSEC-secure MX RRset, an
+	// MTA-STS policy in enforce mode, or the configuration (the next-hop
+	// domain, a match= pattern, a relay in brackets). It decides whether
+	// a LevelVerify connection may carry a REQUIRETLS message
+	// (Authenticates); it does not change how a handshake is judged, so
+	// String leaves it out.
+	NamesVouched bool
 	// Roots trusted for LevelVerify; nil means the system roots.
 	Roots *x509.CertPool
 	// RootsName identifies Roots (a file name) in String and route keys.

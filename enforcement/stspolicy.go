@@ -43,6 +43,8 @@ func (e *Engine) stsRequirement(p *mtasts.Policy, host string) (Requirement, boo
 		Names:      []string{host},
 		MinVersion: e.MinVersion,
 		Policy:     p.Lines(),
+		// An enforce policy names the MX hosts it allows.
+		NamesVouched: p.Mode == mtasts.ModeEnforce,
 	}
 	if p.Mode == mtasts.ModeTesting {
 		req.Testing = true
