@@ -93,28 +93,40 @@ func policyErr(line int, format string, args ...any) error {
 	return &PolicyError{Line: line, Reason: fmt.Sprintf(format, args...)}
 }
 
-// ParsePolicy parses a policy body strictly (RFC 8461 §3.2): "key: value"
-// lines separated by LF or CRLF, keys case-sensitive, whitespace after the
-// colon optional, trailing whitespace ignored; blank lines are skipped.
-// version, mode and max_age are required and may appear only once; at
-// least one mx is required unless the mode is none. Unknown keys are
-// ignored when their line is well formed. Errors are *PolicyError.
+// ParsePolicy parses a policy body by the grammar of RFC 8461 §3.2:
+//
+//	sts-policy-record = sts-policy-field *WSP
+//	                    *(sts-policy-term sts-policy-field *WSP) [sts-policy-term]
+//	sts-policy-term   = LF / CRLF
+//
+// Each field is "key:" *WSP value, keys case-sensitive, with no
+// whitespace before the key or the colon and no blank line between
+// fields. version, mode and max_age are required; when any of them is
+// repeated, the first one counts and the others are ignored (they must
+// still be well-formed fields); mx may repeat and is required unless the
+// mode is none. Other keys are ignored when their line is a well-formed
+// extension field (a value of visible characters and inner spaces). The
+// one leniency beyond the grammar: empty lines after the last field are
+// ignored. Errors are *PolicyError.
 func ParsePolicy(body []byte) (*Policy, error) {
 	if !utf8.Valid(body) {
 		return nil, policyErr(0, "not valid UTF-8")
 	}
 	lines := strings.Split(string(body), "\n")
-	if lines[len(lines)-1] == "" {
+	for i := range lines {
+		lines[i] = strings.TrimSuffix(lines[i], "\r")
+	}
+	// The grammar allows one terminator after the last field; further
+	// empty lines at the end are tolerated (see the README).
+	for len(lines) > 0 && lines[len(lines)-1] == "" {
 		lines = lines[:len(lines)-1]
 	}
 	var p Policy
 	haveMaxAge := false
 	for i, line := range lines {
 		n := i + 1
-		line = strings.TrimSuffix(line, "\r")
-		line = strings.TrimRight(line, " \t")
 		if line == "" {
-			continue
+			return nil, policyErr(n, "blank line")
 		}
 		key, value, ok := strings.Cut(line, ":")
 		if !ok {
@@ -123,29 +135,26 @@ func ParsePolicy(body []byte) (*Policy, error) {
 		if !validExtName(key) {
 			return nil, policyErr(n, "bad key %q", key)
 		}
-		value = strings.TrimLeft(value, " \t")
-		switch key {
+		value = strings.TrimRight(strings.TrimLeft(value, " \t"), " \t")
+		field := key
+		if key == "version" && p.Version != "" || key == "mode" && p.Mode != 0 || key == "max_age" && haveMaxAge {
+			// RFC 8461 §3.2: all but the first are ignored; the line
+			// is judged as an extension field.
+			field = ""
+		}
+		switch field {
 		case "version":
-			if p.Version != "" {
-				return nil, policyErr(n, "version given more than once")
-			}
 			if value != Version {
 				return nil, policyErr(n, "version %q is not %s", value, Version)
 			}
 			p.Version = value
 		case "mode":
-			if p.Mode != 0 {
-				return nil, policyErr(n, "mode given more than once")
-			}
 			m, err := ParseMode(value)
 			if err != nil {
 				return nil, policyErr(n, "mode %q is not enforce, testing or none", value)
 			}
 			p.Mode = m
 		case "max_age":
-			if haveMaxAge {
-				return nil, policyErr(n, "max_age given more than once")
-			}
 			d, err := parseMaxAge(value)
 			if err != nil {
 				return nil, policyErr(n, "%v", err)
@@ -158,7 +167,7 @@ func ParsePolicy(body []byte) (*Policy, error) {
 			p.MX = append(p.MX, strings.ToLower(value))
 		default:
 			if !validExtValue(value) {
-				return nil, policyErr(n, "control character in value of %q", key)
+				return nil, policyErr(n, "value of %q is empty or has a tab or control character", key)
 			}
 		}
 	}
@@ -196,12 +205,16 @@ func parseMaxAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// validExtValue accepts any UTF-8 text without control characters (tab
-// aside), a superset of the RFC's sts-policy-ext-value that also allows
-// the empty value.
+// validExtValue: sts-policy-ext-value = sts-policy-vchar
+// [*(%x20 / sts-policy-vchar) sts-policy-vchar], sts-policy-vchar =
+// %x21-7E / UTF8-2 / UTF8-3 / UTF8-4. The caller has trimmed the
+// whitespace the grammar allows around it; s is valid UTF-8.
 func validExtValue(s string) bool {
+	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
 	for _, r := range s {
-		if r < 0x20 && r != '\t' || r == 0x7f {
+		if r < 0x20 || r == 0x7f {
 			return false
 		}
 	}

@@ -80,34 +80,47 @@ func invalidRecord(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidRecord, fmt.Sprintf(format, args...))
 }
 
-// parseSTSRecord parses a record known to start with "v=STSv1":
+// parseSTSRecord parses a record known to start with "v=STSv1" by the
+// grammar of RFC 8461 §3.1:
 //
-//	sts-text-record = sts-version 1*(*WSP %x3B *WSP sts-field) [%x3B]
+//	sts-text-record = sts-version 1*(sts-field-delim sts-field) [sts-field-delim]
+//	sts-field-delim = *WSP ";" *WSP
 //
-// Whitespace around ";" and after the last one is tolerated.
+// Whitespace is SP and HTAB only, so whitespace at the end is allowed
+// only after a final ";". The first id field counts; a repeated id is
+// ignored like any well-formed extension field (RFC 8461 §3.2: all but
+// the first of a repeated field are ignored).
 func parseSTSRecord(r string) (string, error) {
-	fields := strings.Split(r, ";")
-	if strings.TrimRight(fields[0], " \t") != stsVersion {
-		return "", invalidRecord("text after %s before ';'", stsVersion)
-	}
+	rest := r[len(stsVersion):]
 	var id string
-	for i, f := range fields[1:] {
-		f = strings.Trim(f, " \t")
+	fields := 0
+	for rest != "" {
+		// sts-field-delim
+		rest = strings.TrimLeft(rest, " \t")
+		if rest == "" {
+			return "", invalidRecord("whitespace at the end without ';'")
+		}
+		if rest[0] != ';' {
+			return "", invalidRecord("%q where ';' is expected", cut(rest))
+		}
+		rest = strings.TrimLeft(rest[1:], " \t")
+		if rest == "" {
+			break // the optional final delimiter
+		}
+		end := strings.IndexAny(rest, " \t;")
+		if end < 0 {
+			end = len(rest)
+		}
+		f := rest[:end]
+		rest = rest[end:]
 		if f == "" {
-			if i == len(fields)-2 {
-				break // trailing ";"
-			}
 			return "", invalidRecord("empty field")
 		}
 		name, value, ok := strings.Cut(f, "=")
-		if !ok {
-			return "", invalidRecord("field %q has no '='", f)
-		}
 		switch {
-		case name == "id":
-			if id != "" {
-				return "", invalidRecord("id given more than once")
-			}
+		case !ok:
+			return "", invalidRecord("field %q has no '='", f)
+		case name == "id" && id == "":
 			if !validID(value) {
 				return "", invalidRecord("id %q is not 1 to 32 letters and digits", value)
 			}
@@ -117,11 +130,23 @@ func parseSTSRecord(r string) (string, error) {
 		case !validTXTExtValue(value):
 			return "", invalidRecord("bad value for field %q", name)
 		}
+		fields++
+	}
+	if fields == 0 {
+		return "", invalidRecord("no field after %s", stsVersion)
 	}
 	if id == "" {
 		return "", invalidRecord("no id field")
 	}
 	return id, nil
+}
+
+// cut shortens s for an error message.
+func cut(s string) string {
+	if len(s) > 16 {
+		return s[:16] + "..."
+	}
+	return s
 }
 
 func isWSP(c byte) bool { return c == ' ' || c == '\t' }
