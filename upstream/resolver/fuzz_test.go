@@ -2,6 +2,7 @@ package resolver_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -78,5 +79,56 @@ func FuzzReply(f *testing.F) {
 		check(err)
 		_, err = r.LookupTXT(ctx, "fuzz.test")
 		check(err)
+	})
+}
+
+// FuzzTXTRaw: whatever bytes a TXT record carries on the wire, LookupTXT
+// returns exactly those bytes (its character-strings joined), never
+// miekg/dns's escaped presentation form.
+func FuzzTXTRaw(f *testing.F) {
+	f.Add([]byte("v=STSv1;\tid=1;"))
+	f.Add([]byte("caf\xc3\xa9 \"q\" back\\slash \\009 \x00\xff"))
+	f.Add([]byte(strings.Repeat("\\", 300)))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) > 4000 {
+			return
+		}
+		// The record's wire data: raw cut into character-strings of up
+		// to 255 bytes, each behind its length byte.
+		var rdata []byte
+		for rest := raw; ; {
+			n := min(len(rest), 255)
+			rdata = append(append(rdata, byte(n)), rest[:n]...)
+			if rest = rest[n:]; len(rest) == 0 {
+				break
+			}
+		}
+		rr := &dns.RFC3597{
+			Hdr:   dns.RR_Header{Name: "fuzz.test.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+			Rdata: hex.EncodeToString(rdata),
+		}
+		r := &resolver.Resolver{
+			Servers: []string{"fuzz"},
+			Exchange: func(_ context.Context, _, _ string, q *dns.Msg) (*dns.Msg, error) {
+				m := new(dns.Msg)
+				m.SetReply(q)
+				m.Answer = []dns.RR{rr}
+				b, err := m.Pack()
+				if err != nil {
+					return nil, err
+				}
+				// Unpacked as a client would receive it.
+				out := new(dns.Msg)
+				return out, out.Unpack(b)
+			},
+		}
+		got, err := r.LookupTXT(context.Background(), "fuzz.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Records) != 1 || got.Records[0] != string(raw) {
+			t.Fatalf("LookupTXT = %q, want %q", got.Records, raw)
+		}
 	})
 }

@@ -197,7 +197,9 @@ func (r *Resolver) LookupTLSA(ctx context.Context, name string) (enforcement.TLS
 }
 
 // LookupTXT returns the TXT records at name after CNAME expansion, the
-// strings of each record joined without separator (RFC 7208 §3.3 style).
+// strings of each record joined without separator (RFC 7208 §3.3 style,
+// RFC 8461 §3.1). The strings are the bytes on the wire: a tab is a tab,
+// a non-ASCII byte stays that byte, whatever the presentation form.
 func (r *Resolver) LookupTXT(ctx context.Context, name string) (enforcement.TXTResult, error) {
 	set, err := r.resolve(ctx, name, dns.TypeTXT)
 	if err != nil {
@@ -209,10 +211,45 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) (enforcement.TXTR
 		if !ok {
 			return enforcement.TXTResult{}, malformed(set.name, dns.TypeTXT, rr, errNotType)
 		}
-		res.Records = append(res.Records, strings.Join(t.Txt, ""))
+		var b strings.Builder
+		for _, part := range t.Txt {
+			b.WriteString(txtBytes(part))
+		}
+		res.Records = append(res.Records, b.String())
 	}
 	return res, nil
 }
+
+// txtBytes undoes the escaping with which miekg/dns presents a
+// character-string in TXT.Txt, exactly as its packer reads it: "\DDD" is
+// the byte of the three decimal digits, "\X" is X for any other
+// character, and a lone "\" at the end is dropped. Unpacking a message
+// escapes '"', '\\' and every byte outside 0x20-0x7E that way.
+func txtBytes(s string) string {
+	if strings.IndexByte(s, '\\') < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			b = append(b, s[i])
+			continue
+		}
+		i++
+		switch {
+		case i == len(s):
+		case i+2 < len(s) && isDigit(s[i]) && isDigit(s[i+1]) && isDigit(s[i+2]):
+			// The packer's byte arithmetic: values over 255 wrap.
+			b = append(b, byte(int(s[i]-'0')*100+int(s[i+1]-'0')*10+int(s[i+2]-'0')))
+			i += 2
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 var errNotType = errors.New("record data does not match its type")
 

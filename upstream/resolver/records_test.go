@@ -150,6 +150,14 @@ func TestLookupTXT(t *testing.T) {
 			want:    enforcement.TXTResult{Records: []string{"v=STSv1; id=1"}, Secure: true},
 		},
 		{
+			name: "raw bytes, not the presentation form",
+			records: []string{
+				`_mta-sts.example.test. IN TXT "v=STSv1;\009id=1;"`,
+				`_mta-sts.example.test. IN TXT "caf\195\169 \"q\" back\\slash \a" "\000end\255"`,
+			},
+			want: enforcement.TXTResult{Records: []string{"v=STSv1;\tid=1;", "caf\xc3\xa9 \"q\" back\\slash a\x00end\xff"}},
+		},
+		{
 			name:    "NODATA",
 			records: []string{`_mta-sts.example.test. IN A 192.0.2.1`},
 			want:    enforcement.TXTResult{},
