@@ -49,9 +49,17 @@ func (c *Conn) Mail(from string, opts *smtp.MailOptions) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
 			Message: c.Route.Domain + ": " + c.Host.Name + ": MX does not support SMTPUTF8"}
 	}
-	if opts != nil && opts.RequireTLS && !c.Supports("REQUIRETLS") {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 30},
-			Message: c.Route.Domain + ": " + c.Host.Name + ": MX does not support REQUIRETLS"}
+	if opts != nil && opts.RequireTLS {
+		// Open skipped hosts without REQUIRETLS on a route that
+		// Route.RequireTLS vetted; anything else is refused here.
+		switch {
+		case !c.Route.REQUIRETLS:
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 30},
+				Message: c.Route.Domain + ": " + c.Host.Name + ": route not vetted for REQUIRETLS"}
+		case !c.Supports("REQUIRETLS"):
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 30},
+				Message: c.Route.Domain + ": " + c.Host.Name + ": MX does not support REQUIRETLS"}
+		}
 	}
 	return c.result("MAIL", c.client.Mail(from, opts))
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,10 +73,15 @@ func orDefault(v, def time.Duration) time.Duration {
 
 // Open tries the route's hosts in order and returns the first connection
 // that completed a TLS handshake approved by the host's requirement and
-// greeted us after it. The error is an *enforcement.Failure naming the
-// most telling cause among all attempts.
+// greeted us after it. On a route for a REQUIRETLS message
+// (Route.REQUIRETLS), a host that does not advertise REQUIRETLS after
+// STARTTLS is left with QUIT and the next one tried (RFC 8689 §4.2.1).
+// The error is an *enforcement.Failure naming the most telling cause among
+// all attempts: a KindRequireTLS failure (550 5.7.30) only when every
+// attempt found a host without REQUIRETLS.
 func (d *Deliverer) Open(ctx context.Context, route *enforcement.Route) (*Conn, error) {
 	var worst *enforcement.Failure
+	var noREQUIRETLS []string
 	limit := d.MaxAddresses
 	if limit <= 0 {
 		limit = 10
@@ -92,6 +98,9 @@ func (d *Deliverer) Open(ctx context.Context, route *enforcement.Route) (*Conn, 
 				return c, nil
 			}
 			f, _ := enforcement.AsFailure(err)
+			if f.Kind == enforcement.KindRequireTLS && !slices.Contains(noREQUIRETLS, f.Host) {
+				noREQUIRETLS = append(noREQUIRETLS, f.Host)
+			}
 			if worst == nil || enforcement.Worse(f.Kind, worst.Kind) {
 				worst = f
 			}
@@ -100,8 +109,12 @@ func (d *Deliverer) Open(ctx context.Context, route *enforcement.Route) (*Conn, 
 			}
 		}
 	}
-	if worst == nil {
+	switch {
+	case worst == nil:
 		worst = &enforcement.Failure{Kind: enforcement.KindUnreachable, Domain: route.Domain, Reason: "no MX host to try"}
+	case worst.Kind == enforcement.KindRequireTLS:
+		worst = &enforcement.Failure{Kind: enforcement.KindRequireTLS, Domain: route.Domain,
+			Reason: "REQUIRETLS: no MX host advertises REQUIRETLS after STARTTLS: " + strings.Join(noREQUIRETLS, ", ")}
 	}
 	return nil, worst
 }
@@ -180,6 +193,14 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 			return nil, fail(enforcement.KindTLS, enforcement.ResultValidationFailure, "the server ended the TLS session: "+err.Error(), err)
 		}
 		return nil, fail(enforcement.KindUnreachable, "", "EHLO after TLS: "+errText(err), err)
+	}
+	if ok, _ := client.Extension("REQUIRETLS"); route.REQUIRETLS && !ok {
+		// RFC 8689 §4.2.1: QUIT without sending the message; the
+		// next host may support it.
+		if err := client.Quit(); err != nil {
+			client.Close()
+		}
+		return nil, fail(enforcement.KindRequireTLS, "", "MX does not advertise REQUIRETLS after STARTTLS", nil)
 	}
 	if route.Relay && d.RelayUsername != "" {
 		if err := d.auth(client); err != nil {
