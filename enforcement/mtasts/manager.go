@@ -54,25 +54,63 @@ type PolicyFetcher interface {
 
 var _ PolicyFetcher = (*Fetcher)(nil)
 
+// Defaults of the Manager's failure memory.
+const (
+	DefaultFailureTTL    = 5 * time.Minute
+	DefaultRetryInterval = time.Minute
+	DefaultMaxFailures   = 10000
+)
+
 // Manager keeps the MTA-STS policy cache (RFC 8461 §5.1): a cached,
 // unexpired policy stays in force when the TXT record disappears or the
 // policy host is down or serves garbage; a new id in the TXT record
 // triggers a fetch; mode "none" removes protection only through a
-// successful fetch. Fields must be set before use.
+// successful fetch.
+//
+// A message waits (at most FetchTimeout) for the fetch of a policy it
+// does not have: at first contact, after expiry, or for a new id. When
+// that fetch fails, the failure is remembered for the domain and that id
+// during FailureTTL: later messages proceed at once as the failure
+// dictates (no policy, or the cached one; RFC 8461 §3.3, §5.1) instead of
+// waiting again, while a background fetch is tried at most once per
+// RetryInterval. Any successful fetch (background, refresh, operator)
+// replaces the failure; a failed background fetch renews it; a new id is
+// fetched at once. Fields must be set before use.
 type Manager struct {
 	Store     store.Store
 	Fetcher   PolicyFetcher
 	LookupTXT TXTLookup
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
-	// FetchTimeout bounds the fetch at first contact (the message waits
-	// for it); 30s if 0.
+	// FetchTimeout bounds the fetch a message waits for; 30s if 0.
 	FetchTimeout time.Duration
+	// FailureTTL is how long a failed fetch is remembered;
+	// DefaultFailureTTL if 0.
+	FailureTTL time.Duration
+	// RetryInterval spaces the background fetches of a remembered
+	// failure; DefaultRetryInterval if 0.
+	RetryInterval time.Duration
+	// MaxFailures bounds the failures remembered; the one closest to
+	// being forgotten makes room. DefaultMaxFailures if 0.
+	MaxFailures int
 	// RefreshConcurrency bounds background refreshes; 4 if 0.
 	RefreshConcurrency int
 	Log                *slog.Logger
 
-	mu sync.Mutex
+	mu sync.Mutex // one RefreshDue at a time
+
+	fmu      sync.Mutex
+	failures map[string]*fetchFailure // by domain
+	bg       sync.WaitGroup           // background fetches
+}
+
+// fetchFailure is a remembered failed fetch of a domain's policy.
+type fetchFailure struct {
+	id        string // the TXT id whose policy failed
+	err       error
+	until     time.Time // forgotten from then on
+	nextRetry time.Time // no background fetch before
+	retrying  bool
 }
 
 func (m *Manager) now() time.Time {
@@ -98,7 +136,7 @@ func (m *Manager) Policy(ctx context.Context, domain string) (Lookup, error) {
 	if err != nil {
 		return Lookup{}, err
 	}
-	id, txtErr := LookupID(ctx, m.LookupTXT, domain)
+	id, txtErr := m.lookupID(ctx, domain)
 	if txtErr != nil {
 		// No TXT record, several, or a failed lookup: a valid cached
 		// policy stays in force (§5.1); otherwise there is none.
@@ -118,11 +156,18 @@ func (m *Manager) Policy(ctx context.Context, domain string) (Lookup, error) {
 	if valid != nil && cached.ID == id {
 		return Lookup{Policy: valid, ID: id, Status: StatusCached}, nil
 	}
+	if err := m.recentFailure(ctx, domain, id); err != nil {
+		if valid != nil {
+			return Lookup{Policy: valid, ID: cached.ID, Status: StatusStale, Problem: err}, nil
+		}
+		return Lookup{Status: StatusNone, Problem: err}, nil
+	}
 	fctx, cancel := context.WithTimeout(ctx, m.fetchTimeout())
 	defer cancel()
 	p, err := m.fetchAndStore(fctx, domain, id)
 	if err != nil {
 		m.log().Warn("MTA-STS policy fetch failed", "domain", domain, "id", id, "error", err)
+		m.rememberFailure(domain, id, err)
 		if valid != nil {
 			return Lookup{Policy: valid, ID: cached.ID, Status: StatusStale, Problem: err}, nil
 		}
@@ -171,8 +216,18 @@ func (m *Manager) fetchAndStore(ctx context.Context, domain, id string) (*Policy
 	if err := m.Store.PutPolicy(ctx, entry); err != nil {
 		return nil, fmt.Errorf("mta-sts: storing policy of %s: %w", domain, err)
 	}
+	m.forgetFailure(domain)
 	m.log().Info("MTA-STS policy stored", "domain", domain, "id", id, "mode", p.Mode.String(), "max_age", p.MaxAge.String(), "mx", p.MX)
 	return p, nil
+}
+
+// lookupID is LookupID with a log line for a discarded MTA-STS record.
+func (m *Manager) lookupID(ctx context.Context, domain string) (string, error) {
+	id, err := LookupID(ctx, m.LookupTXT, domain)
+	if errors.Is(err, ErrInvalidRecord) || errors.Is(err, ErrMultipleRecords) {
+		m.log().Info("MTA-STS TXT record discarded: no policy announced", "domain", domain, "reason", err)
+	}
+	return id, err
 }
 
 // Refresh checks the TXT record of domain and fetches its policy now, as
@@ -180,7 +235,7 @@ func (m *Manager) fetchAndStore(ctx context.Context, domain, id string) (*Policy
 // fetches even when the cached id is current.
 func (m *Manager) Refresh(ctx context.Context, domain string) (Lookup, error) {
 	domain = store.NormalizeDomain(domain)
-	id, err := LookupID(ctx, m.LookupTXT, domain)
+	id, err := m.lookupID(ctx, domain)
 	if err != nil {
 		return Lookup{}, err
 	}
@@ -199,6 +254,7 @@ func (m *Manager) RefreshDue(ctx context.Context, margin time.Duration) (int, er
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
+	m.pruneFailures(now)
 	if _, err := m.Store.PrunePolicies(ctx, now.Add(-store.PruneGrace)); err != nil {
 		return 0, err
 	}
@@ -222,7 +278,7 @@ func (m *Manager) RefreshDue(ctx context.Context, margin time.Duration) (int, er
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			id, err := LookupID(ctx, m.LookupTXT, c.Domain)
+			id, err := m.lookupID(ctx, c.Domain)
 			if err != nil {
 				m.log().Warn("MTA-STS refresh: TXT lookup failed; cached policy kept", "domain", c.Domain, "error", err)
 				return

@@ -50,7 +50,9 @@ func LookupID(ctx context.Context, lookup TXTLookup, domain string) (string, err
 // start with "v=STSv1" followed by ";", whitespace or the end are discarded.
 // Anything but exactly one remaining record is an error (ErrNoRecord,
 // ErrMultipleRecords); a malformed record gives an error wrapping
-// ErrInvalidRecord. Extension fields are ignored when syntactically valid.
+// ErrInvalidRecord that quotes it. Extension fields are ignored when
+// syntactically valid. The records must be the raw bytes of the TXT
+// strings, not a presentation form with escapes.
 func ParseTXT(records []string) (string, error) {
 	var found []string
 	for _, r := range records {
@@ -62,7 +64,11 @@ func ParseTXT(records []string) (string, error) {
 	case 0:
 		return "", ErrNoRecord
 	case 1:
-		return parseSTSRecord(found[0])
+		id, err := parseSTSRecord(found[0])
+		if err != nil {
+			return "", fmt.Errorf("%w in %q", err, found[0])
+		}
+		return id, nil
 	default:
 		return "", ErrMultipleRecords
 	}
