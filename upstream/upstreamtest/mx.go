@@ -149,6 +149,8 @@ type MXOptions struct {
 	// writes, as RFC 5321 §3.8 has servers do; without it a 421 of a
 	// fault switch leaves the connection open.
 	CloseOn421 bool
+	// MaxLineLength bounds command and body lines (go-smtp's 2000 if 0).
+	MaxLineLength int
 	// BeforeDataReply, when set, is called once a whole body arrived and
 	// was recorded (after Delay[StageData]), right before the final reply
 	// is written; it runs on the connection's handler goroutine, so the
@@ -216,6 +218,9 @@ func NewMX(t testing.TB, opts MXOptions) *MX {
 	srv.ReadTimeout = time.Minute
 	srv.WriteTimeout = 30 * time.Second
 	srv.MaxMessageBytes = opts.Extensions.Size
+	if opts.MaxLineLength > 0 {
+		srv.MaxLineLength = opts.MaxLineLength
+	}
 	srv.EnableREQUIRETLS = opts.Extensions.REQUIRETLS
 	srv.EnableDSN = opts.Extensions.DSN
 	srv.EnableSMTPUTF8 = opts.Extensions.SMTPUTF8

@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"sealgate/upstream/upstreamtest"
+)
+
+// rawDATA sends one message with DATA exactly as given (the caller
+// dot-stuffs and ends it) and returns sealgate's reply to it.
+func rawDATA(t *testing.T, addr, rcpt string, raw []byte) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	reply := func() string {
+		var all string
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return all + "(" + err.Error() + ")"
+			}
+			all += l
+			if len(l) < 4 || l[3] != '-' {
+				return strings.TrimSpace(all)
+			}
+		}
+	}
+	reply()
+	for _, cmd := range []string{"EHLO legacy.sealgate.test", "MAIL FROM:<a@legacy.sealgate.test>", "RCPT TO:<" + rcpt + ">", "DATA"} {
+		fmt.Fprintf(c, "%s\r\n", cmd)
+		if r := reply(); !strings.HasPrefix(r, "250") && !strings.HasPrefix(r, "354") {
+			t.Fatalf("%s: %s", cmd, r)
+		}
+	}
+	c.Write(raw)
+	return reply()
+}
+
+// TestBodySmuggling: bytes that receivers may read as line ends other
+// than CRLF (bare CR, bare LF) and NUL never reach the MX; the message is
+// refused for good (550 5.6.11), since sending it again cannot help.
+func TestBodySmuggling(t *testing.T) {
+	w := newWorld(t)
+	mx := w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.example.test")})
+	g := w.start(nil)
+	tests := []struct {
+		name string
+		raw  string
+	}{
+		{"bare CR dot CR LF (smuggling)", "Subject: a\r\n\r\nx\r.\r\nMAIL FROM:<evil@sealgate.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n\r\nevil\r\n.\r\n"},
+		{"bare LF dot LF (smuggling)", "Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@sealgate.test>\r\n.\r\n"},
+		{"bare CR", "Subject: a\r\n\r\nx\ry\r\n.\r\n"},
+		{"bare LF", "Subject: a\r\n\r\nx\ny\r\n.\r\n"},
+		{"NUL", "Subject: a\r\n\r\nx\x00y\r\n.\r\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rawDATA(t, g.addr, "b@example.test", []byte(tc.raw))
+			if !strings.HasPrefix(r, "550 5.6.11") {
+				t.Fatalf("got %q, want 550 5.6.11", r)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, m := range mx.Messages() {
+		if m.Accepted {
+			t.Errorf("the MX accepted %q", m.Data)
+		}
+		if bytes.Contains(m.Data, []byte("evil")) || bytes.Contains(bytes.ReplaceAll(m.Data, []byte("\r\n"), nil), []byte("\r")) {
+			t.Errorf("forbidden bytes reached the MX: %q", m.Data)
+		}
+	}
+	for _, c := range mx.Conns() {
+		for _, cmd := range c.Commands {
+			if strings.Contains(cmd, "evil") {
+				t.Errorf("a smuggled command reached the MX: %q", cmd)
+			}
+		}
+	}
+}
+
+// TestLongLines: body lines longer than RFC 5322's 998 bytes are relayed
+// up to SEALGATE_MAX_LINE_LENGTH; a longer line is refused for good, not
+// deferred for ever.
+func TestLongLines(t *testing.T) {
+	w := newWorld(t)
+	mx := w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.example.test"), MaxLineLength: 1 << 20})
+	g := w.start(map[string]string{"SEALGATE_MAX_LINE_LENGTH": "20000"})
+	long := "Subject: long\r\n\r\n" + strings.Repeat("a", 10000) + "\r\n"
+	if r := rawDATA(t, g.addr, "b@example.test", []byte(long+".\r\n")); !strings.HasPrefix(r, "250") {
+		t.Fatalf("10000-byte line: %q, want 250", r)
+	}
+	msgs := mx.Messages()
+	if len(msgs) != 1 || !msgs[0].Accepted {
+		t.Fatalf("MX messages: %d", len(msgs))
+	}
+	if _, rest := stripReceived(t, msgs[0].Data); string(rest) != long {
+		t.Fatalf("the long line changed on the way (%d bytes, want %d)", len(rest), len(long))
+	}
+	tooLong := "Subject: too long\r\n\r\n" + strings.Repeat("b", 30000) + "\r\n.\r\n"
+	if r := rawDATA(t, g.addr, "b@example.test", []byte(tooLong)); !strings.HasPrefix(r, "550 5.6.0") {
+		t.Fatalf("30000-byte line: %q, want 550 5.6.0", r)
+	}
+	for _, m := range mx.Messages()[1:] {
+		if m.Accepted {
+			t.Fatal("the MX accepted the message with the over-long line")
+		}
+	}
+}
