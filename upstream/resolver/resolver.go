@@ -6,7 +6,10 @@
 // Every query sets RD, the DO bit in an EDNS(0) OPT record (RFC 3225,
 // RFC 6891, payload size 1232) and the AD bit (RFC 6840 §5.7), so that the
 // validating resolver reports in the AD flag of its reply whether the answer
-// was DNSSEC-secure (RFC 4035 §3.2.3). Truncated UDP replies are retried over
+// was DNSSEC-secure (RFC 4035 §3.2.3). The AD flag is believed only from a
+// resolver whose path to us nobody can tamper with (RFC 6840 §5.7, RFC 7672
+// §2.1): by default a resolver on loopback; the replies of any other count
+// as insecure. Truncated UDP replies are retried over
 // TCP (RFC 7766), CNAME chains are followed (RFC 1034 §3.6.2) and failures are
 // classified: NXDOMAIN wraps enforcement.ErrNotFound; SERVFAIL (which is how
 // a validating resolver reports bogus data), REFUSED, FORMERR, timeouts and
@@ -19,6 +22,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -48,8 +52,12 @@ type ExchangeFunc func(ctx context.Context, network, server string, m *dns.Msg) 
 // once configured.
 type Resolver struct {
 	// Servers are the recursive resolvers as "host:port", tried in order.
-	// Their AD flag is trusted.
 	Servers []string
+	// TrustAD says whether the AD flag in the replies of a server (as
+	// written in Servers) is believed; a reply from a server it does not
+	// trust counts as insecure whatever its AD flag. Nil means
+	// TrustLoopback.
+	TrustAD func(server string) bool
 	// Timeout bounds each exchange with one server over one transport
 	// (a TCP retry after truncation gets its own). Zero means
 	// DefaultTimeout.
@@ -62,6 +70,42 @@ type Resolver struct {
 }
 
 var _ enforcement.DNS = (*Resolver)(nil)
+
+// TrustLoopback trusts the AD flag of a server whose address is on
+// loopback (127.0.0.0/8, ::1): the reply never crossed a network. A host
+// name, even "localhost", is not trusted.
+func TrustLoopback(server string) bool {
+	host, _, err := net.SplitHostPort(server)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// TrustAll trusts the AD flag of every server: for an administrator who
+// says that the path to a remote validating resolver is protected.
+func TrustAll(string) bool { return true }
+
+func (r *Resolver) trusts(server string) bool {
+	if r.TrustAD != nil {
+		return r.TrustAD(server)
+	}
+	return TrustLoopback(server)
+}
+
+// ADTrust splits Servers into those whose AD flag is believed and those
+// whose replies count as insecure.
+func (r *Resolver) ADTrust() (trusted, ignored []string) {
+	for _, s := range r.Servers {
+		if r.trusts(s) {
+			trusted = append(trusted, s)
+		} else {
+			ignored = append(ignored, s)
+		}
+	}
+	return trusted, ignored
+}
 
 // ServersFromResolvConf reads the nameservers of a resolv.conf file as
 // "host:port" strings.
@@ -164,6 +208,10 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 			failures = append(failures, describe(server, len(r.Servers), exchangeFailure(err)))
 			causes = append(causes, err)
 			continue
+		}
+		if !r.trusts(server) {
+			// Whoever sits on the path could have set it.
+			resp.AuthenticatedData = false
 		}
 		switch resp.Rcode {
 		case dns.RcodeSuccess:
