@@ -20,8 +20,11 @@ type Requirement struct {
 	// or "testing" for MTA-STS, the policy file level for local policy.
 	Mode string
 	// Testing marks an MTA-STS policy in testing mode: a failure is
-	// reported, and delivery proceeds if the floor is met.
+	// reported, and delivery proceeds if Floor is met.
 	Testing bool
+	// Floor is the level a failed testing policy falls back to (the
+	// engine's floor; LevelEncrypt if 0), judged with the same MinVersion.
+	Floor Level
 	// Names are the reference identifiers for LevelVerify and DANE-TA.
 	// A leading "." matches any subdomain (Postfix syntax), "*." one label.
 	Names []string
@@ -42,7 +45,9 @@ type Requirement struct {
 	Fingerprints [][]byte
 	// TLSA records (usable ones) for LevelDANE.
 	TLSA []dane.TLSA
-	// MinVersion is the lowest TLS version accepted (tls.VersionTLS12 if 0).
+	// MinVersion is the lowest TLS version offered and accepted
+	// (tls.VersionTLS12 if 0); the engine sets it from its MinVersion or a
+	// local policy's protocols.
 	MinVersion uint16
 	// MaxVersion, if set, is the highest TLS version offered.
 	MaxVersion uint16
@@ -65,7 +70,7 @@ func (r Requirement) Describe() string {
 // several domains may share one upstream connection).
 func (r Requirement) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%s/%s/testing=%t/min=%x/max=%x/sni=%s", r.Source, r.Level, r.Mode, r.Testing, r.MinVersion, r.MaxVersion, r.ServerName)
+	fmt.Fprintf(&b, "%s/%s/%s/testing=%t/floor=%s/min=%x/max=%x/sni=%s", r.Source, r.Level, r.Mode, r.Testing, r.Floor, r.MinVersion, r.MaxVersion, r.ServerName)
 	fmt.Fprintf(&b, "/names=%s/roots=%s", strings.Join(r.Names, ","), r.RootsName)
 	for _, f := range r.Fingerprints {
 		b.WriteString("/fp=" + hex.EncodeToString(f))
@@ -92,10 +97,7 @@ func (r Requirement) TLSConfig(v *Verifier, host string, base *tls.Config, out *
 	}
 	cfg.InsecureSkipVerify = true
 	cfg.MaxVersion = r.MaxVersion
-	cfg.MinVersion = r.MinVersion
-	if cfg.MinVersion == 0 {
-		cfg.MinVersion = tls.VersionTLS12
-	}
+	cfg.MinVersion = r.minVersion()
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		*out = v.Judge(r, host, cs)
 		if !out.OK {
@@ -104,6 +106,14 @@ func (r Requirement) TLSConfig(v *Verifier, host string, base *tls.Config, out *
 		return nil
 	}
 	return cfg
+}
+
+// minVersion is the lowest TLS version of r: MinVersion, else TLS 1.2.
+func (r Requirement) minVersion() uint16 {
+	if r.MinVersion == 0 {
+		return tls.VersionTLS12
+	}
+	return r.MinVersion
 }
 
 // matchName reports whether host matches one of the patterns.

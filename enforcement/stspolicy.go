@@ -47,7 +47,7 @@ func (e *Engine) stsRequirement(p *mtasts.Policy, host string) (Requirement, boo
 		NamesVouched: p.Mode == mtasts.ModeEnforce,
 	}
 	if p.Mode == mtasts.ModeTesting {
-		req.Testing = true
+		req.Testing, req.Floor = true, e.floor()
 		return req, true
 	}
 	return req, p.Match(host)

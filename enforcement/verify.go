@@ -63,8 +63,6 @@ type Verifier struct {
 	// Roots are the WebPKI roots; nil means the system roots (which
 	// honour SSL_CERT_FILE and SSL_CERT_DIR).
 	Roots *x509.CertPool
-	// Floor applies when an MTA-STS policy in testing mode fails.
-	Floor Level
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Recorder, if set, receives every verdict.
@@ -78,12 +76,14 @@ func (v *Verifier) now() time.Time {
 	return time.Now()
 }
 
-// Judge evaluates a completed handshake with host against r.
+// Judge evaluates a completed handshake with host against r. A failed
+// testing requirement is judged again at r.Floor, with r's versions: the
+// requirement is the one owner of the floor and the minimum version.
 func (v *Verifier) Judge(r Requirement, host string, cs tls.ConnectionState) Verdict {
 	verdict := v.judge(r, host, cs)
 	if !verdict.OK && r.Testing {
-		floor := Requirement{Source: SourceFloor, Level: v.Floor, Names: []string{host}}
-		if v.Floor == 0 {
+		floor := Requirement{Source: SourceFloor, Level: r.Floor, Names: []string{host}, MinVersion: r.MinVersion, MaxVersion: r.MaxVersion}
+		if floor.Level == 0 {
 			floor.Level = LevelEncrypt
 		}
 		if fv := v.judge(floor, host, cs); fv.OK {
@@ -106,11 +106,7 @@ func (v *Verifier) judge(r Requirement, host string, cs tls.ConnectionState) Ver
 		out.Err = &TLSError{Result: result, Reason: reason}
 		return out
 	}
-	min := r.MinVersion
-	if min == 0 {
-		min = tls.VersionTLS12
-	}
-	if cs.Version < min {
+	if min := r.minVersion(); cs.Version < min {
 		return fail(ResultValidationFailure, "TLS version "+tls.VersionName(cs.Version)+" below "+tls.VersionName(min))
 	}
 	if len(cs.PeerCertificates) == 0 {

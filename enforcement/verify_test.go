@@ -67,7 +67,7 @@ func TestJudge(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{}
-			v := &Verifier{Roots: ca.Pool(), Floor: LevelEncrypt, Recorder: rec}
+			v := &Verifier{Roots: ca.Pool(), Recorder: rec}
 			if tc.version == 0 {
 				tc.version = tls.VersionTLS13
 			}
@@ -86,9 +86,9 @@ func TestJudge(t *testing.T) {
 }
 
 func TestTestingPolicyDoesNotEscapeAVerifyFloor(t *testing.T) {
-	v := &Verifier{Floor: LevelVerify, Roots: x509.NewCertPool()}
+	v := &Verifier{Roots: x509.NewCertPool()}
 	self := certstest.SelfSigned(t, "mx.example.test")
-	got := v.Judge(Requirement{Source: SourceMTASTS, Level: LevelVerify, Testing: true, Names: []string{"mx.example.test"}}, "mx.example.test", state(self, tls.VersionTLS13))
+	got := v.Judge(Requirement{Source: SourceMTASTS, Level: LevelVerify, Testing: true, Floor: LevelVerify, Names: []string{"mx.example.test"}}, "mx.example.test", state(self, tls.VersionTLS13))
 	if got.OK {
 		t.Fatal("a failed testing policy let a self-signed certificate pass a verify floor")
 	}

@@ -36,7 +36,7 @@ func hostAt(t *testing.T, name, addr string, req enforcement.Requirement) enforc
 }
 
 func deliverer(roots *certstest.CA) *Deliverer {
-	v := &enforcement.Verifier{Floor: enforcement.LevelEncrypt}
+	v := &enforcement.Verifier{}
 	if roots != nil {
 		v.Roots = roots.Pool()
 	}

@@ -20,7 +20,7 @@ func newResolver(cfg *Config) (*resolver.Resolver, error) {
 			return nil, &configError{fmt.Errorf("SEALGATE_DNS_RESOLVER is not set and %w", err)}
 		}
 	}
-	return &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout}, nil
+	return &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout, TrustAD: trustAD(cfg)}, nil
 }
 
 // newRouting wires the policy engine and the deliverer exactly as delivery
@@ -42,7 +42,7 @@ func newRouting(cfg *Config, dns *resolver.Resolver, sts enforcement.STSSource, 
 	deliver := &upstream.Deliverer{
 		Hostname:       cfg.Hostname,
 		Port:           cfg.MXPort,
-		Verifier:       &enforcement.Verifier{Floor: cfg.floor, Recorder: rec},
+		Verifier:       &enforcement.Verifier{Recorder: rec},
 		ConnectTimeout: cfg.ConnectTimeout,
 		CommandTimeout: cfg.CommandTimeout,
 		DataTimeout:    cfg.DataTimeout,
