@@ -61,12 +61,12 @@ func (c *Conn) Mail(from string, opts *smtp.MailOptions) error {
 				Message: c.Route.Domain + ": " + c.Host.Name + ": MX does not support REQUIRETLS"}
 		}
 	}
-	return c.result("MAIL", c.client.Mail(from, opts))
+	return c.result("MAIL", c.client.Mail(quoteAddress(from), opts))
 }
 
 // Rcpt sends RCPT TO, with the same error convention as Mail.
 func (c *Conn) Rcpt(to string, opts *smtp.RcptOptions) error {
-	return c.result("RCPT", c.client.Rcpt(to, opts))
+	return c.result("RCPT", c.client.Rcpt(quoteAddress(to), opts))
 }
 
 // Reset sends RSET.

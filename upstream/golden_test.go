@@ -28,22 +28,29 @@ func TestTranscripts(t *testing.T) {
 		name string
 		opts upstreamtest.MXOptions
 		mail *smtp.MailOptions
+		from string // default a@example.test
+		to   string // default b@example.test
 	}{
 		{name: "delivery", opts: upstreamtest.MXOptions{Certificate: &cert}},
 		{name: "delivery-dsn", opts: upstreamtest.MXOptions{Certificate: &cert, Extensions: upstreamtest.Extensions{DSN: true, SMTPUTF8: true}},
 			mail: &smtp.MailOptions{UTF8: true, Return: smtp.DSNReturnFull, EnvelopeID: "ID1"}},
 		{name: "no-starttls", opts: upstreamtest.MXOptions{}},
+		{name: "quoted-local-part", opts: upstreamtest.MXOptions{Certificate: &cert},
+			from: "j doe@example.test", to: `x@y"\@example.test`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Hostname = "mx.example.test"
 			mx := upstreamtest.NewMX(t, tc.opts)
 			c, err := deliverer(ca).Open(context.Background(), route("example.test", hostAt(t, "mx.example.test", mx.Addr(), enforcement.Requirement{})))
+			if tc.from == "" {
+				tc.from, tc.to = "a@example.test", "b@example.test"
+			}
 			if err == nil {
-				if err := c.Mail("a@example.test", tc.mail); err != nil {
+				if err := c.Mail(tc.from, tc.mail); err != nil {
 					t.Fatal(err)
 				}
-				if err := c.Rcpt("b@example.test", nil); err != nil {
+				if err := c.Rcpt(tc.to, nil); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := c.Data([]byte("Received: x\r\n"), strings.NewReader("\r\nbody\r\n")); err != nil {
