@@ -66,6 +66,9 @@ type session struct {
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	if r := checkHelo(c.Hostname()); r != nil {
+		return nil, r
+	}
 	remote := netip.Addr{}
 	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		remote = ta.AddrPort().Addr().Unmap()
@@ -121,6 +124,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if r := checkSender(from); r != nil {
+		return r
+	}
 	ss.endTransaction()
 	if opts != nil && opts.RequireTLS {
 		if _, ok := ss.conn.TLSConnectionState(); !ok {
@@ -138,6 +144,9 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if r := checkRecipient(to); r != nil {
+		return r
+	}
 	if !ss.trusted && ss.user == "" {
 		ss.log.Warn("relay denied", "rcpt", to)
 		return errRelayDenied
