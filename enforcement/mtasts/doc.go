@@ -4,8 +4,10 @@
 // and the HTTPS policy fetch (§3.3) with the result classified by the
 // TLS-RPT result types of RFC 8460 §4.3.
 //
-// The package does no caching and makes no delivery decision; the policy
-// engine in package enforcement combines these pieces with the state store.
-// Every side effect (address lookup, dialing, trust roots, clock) is a field
-// of Fetcher; the system resolver is never used.
+// Manager keeps the policy cache in the state store (§5.1) and remembers
+// failed fetches for a short time so that messages do not wait for a
+// policy host that is down; it makes no delivery decision, which is the
+// business of package enforcement. Every side effect (TXT and address
+// lookup, dialing, trust roots, clock) is a field of Fetcher or Manager;
+// the system resolver is never used.
 package mtasts
