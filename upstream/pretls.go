@@ -24,9 +24,15 @@ func (e *replyError) Error() string {
 	return fmt.Sprintf("%s: server replied %d %s", e.Stage, e.Code, e.Text)
 }
 
+// quitTimeout bounds the wait for the reply to a QUIT sent to a server we
+// leave: it is a courtesy that must not hold up the next MX host.
+const quitTimeout = 5 * time.Second
+
 // preTLS runs the cleartext part of the session by hand: it reads the
 // greeting, sends EHLO with our name and STARTTLS. Nothing else is ever
-// sent in cleartext. On success the connection is ready for the TLS
+// sent in cleartext but QUIT, when the server offers no STARTTLS or
+// refuses it (RFC 3207 §4.1: a client that will not go on without TLS
+// should issue QUIT). On success the connection is ready for the TLS
 // handshake. It returns the greeting line's text for the log.
 func preTLS(conn net.Conn, hostname string, timeout time.Duration) (string, error) {
 	br := bufio.NewReaderSize(conn, 4096)
@@ -48,6 +54,13 @@ func preTLS(conn net.Conn, hostname string, timeout time.Duration) (string, erro
 		_, err := conn.Write([]byte(line + "\r\n"))
 		return err
 	}
+	// quit ends the session politely and waits briefly for the 221.
+	quit := func() {
+		if write("QUIT") == nil {
+			conn.SetReadDeadline(time.Now().Add(min(timeout, quitTimeout)))
+			_, _, _ = tp.ReadResponse(221)
+		}
+	}
 	greeting, err := read("greeting", 220)
 	if err != nil {
 		return "", err
@@ -60,11 +73,13 @@ func preTLS(conn net.Conn, hostname string, timeout time.Duration) (string, erro
 		var re *replyError
 		if errors.As(err, &re) && (re.Code == 500 || re.Code == 502) {
 			// No ESMTP means no STARTTLS (RFC 3207).
+			quit()
 			return greeting, fmt.Errorf("%w (EHLO refused: %d %s)", errNoSTARTTLS, re.Code, re.Text)
 		}
 		return greeting, err
 	}
 	if !hasExtension(ehlo, "STARTTLS") {
+		quit()
 		return greeting, errNoSTARTTLS
 	}
 	if err := write("STARTTLS"); err != nil {
@@ -73,6 +88,7 @@ func preTLS(conn net.Conn, hostname string, timeout time.Duration) (string, erro
 	if _, err := read("STARTTLS", 220); err != nil {
 		var re *replyError
 		if errors.As(err, &re) {
+			quit()
 			return greeting, fmt.Errorf("%w (STARTTLS refused: %d %s)", errNoSTARTTLS, re.Code, re.Text)
 		}
 		return greeting, err
