@@ -105,3 +105,26 @@ func (s *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 	}
 	return nil, true, errors.New("LOGIN: unexpected state")
 }
+
+// errAuthLockedOut ends a connection after too many failed AUTH attempts
+// from its address.
+var errAuthLockedOut = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many failed authentication attempts, try again later"}
+
+// guardedSASL runs a mechanism's steps, and so the password check, under
+// the process-wide bound on concurrent checks, and hands failures to
+// failed (which may pause and replace the error).
+type guardedSASL struct {
+	inner  sasl.Server
+	sem    chan struct{}
+	failed func(error) error
+}
+
+func (g *guardedSASL) Next(response []byte) ([]byte, bool, error) {
+	g.sem <- struct{}{}
+	challenge, done, err := g.inner.Next(response)
+	<-g.sem
+	if err != nil {
+		err = g.failed(err)
+	}
+	return challenge, done, err
+}

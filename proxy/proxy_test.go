@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -75,18 +74,7 @@ func (c addrConn) RemoteAddr() net.Addr { return c.remote }
 
 func newTestServer(t testing.TB, opts Options) (*Server, func(remote string) net.Conn) {
 	t.Helper()
-	if opts.Hostname == "" {
-		opts.Hostname = "gw.example.test"
-	}
-	if opts.Router == nil {
-		opts.Router = staticRouter{}
-	}
-	if opts.Opener == nil {
-		opts.Opener = failOpener{}
-	}
-	if opts.AllowedNetworks == nil {
-		opts.AllowedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	}
+	opts = withTestDefaults(opts, "127.0.0.0/8")
 	opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := New(opts)
 	l := newPipeListener()

@@ -11,10 +11,10 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -51,8 +51,11 @@ type Options struct {
 	// TLSConfig enables inbound STARTTLS when non-nil.
 	TLSConfig *tls.Config
 	// MaxConnections bounds concurrent sessions (100 if 0); the next
-	// client gets 421.
+	// client gets 421 4.3.2.
 	MaxConnections int
+	// Limits bound what one client can take: per address, idle, slow,
+	// password guessing.
+	Limits Limits
 	// MaxMessageBytes is the SIZE limit (50 MiB if 0).
 	MaxMessageBytes int64
 	// MaxRecipients per transaction (100 if 0).
@@ -76,6 +79,8 @@ type Options struct {
 	Router Router
 	Opener Opener
 	Log    *slog.Logger
+	// Metrics counts refused connections; nothing if nil.
+	Metrics Recorder
 	// Now is the clock for Received headers; time.Now if nil.
 	Now func() time.Time
 }
@@ -86,8 +91,10 @@ type Server struct {
 	smtp *smtp.Server
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	active int
+	conns     *connTable
+	penalties *penaltyBox
+	authSem   chan struct{}
+	refusals  *rateLog
 }
 
 // New makes a server from opts.
@@ -116,12 +123,23 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = noRecorder{}
+	}
+	opts.Limits = opts.Limits.withDefaults(opts.MaxConnections)
 	log := opts.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{opts: opts, log: log}
-	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	s := &Server{
+		opts:      opts,
+		log:       log,
+		conns:     newConnTable(opts.MaxConnections, opts.Limits),
+		penalties: newPenaltyBox(opts.Limits, time.Now),
+		authSem:   make(chan struct{}, opts.Limits.AuthConcurrency),
+		refusals:  newRateLog(opts.Limits.RefusalLogInterval, opts.Limits.TrackedAddresses, time.Now),
+	}
+	srv := smtp.NewServer(smtp.BackendFunc(s.newGuardedSession))
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageBytes
 	srv.MaxRecipients = opts.MaxRecipients
@@ -154,7 +172,9 @@ type errorLog struct{ l *slog.Logger }
 func (e errorLog) Printf(format string, v ...any) { e.l.Error(fmt.Sprintf(format, v...)) }
 func (e errorLog) Println(v ...any)               { e.l.Error(fmt.Sprint(v...)) }
 
-// limitListener answers 421 to connections beyond the limit.
+// limitListener admits connections within the limits (in all, outside
+// the allowed networks, per address) and answers 421 to the others
+// without starting a session.
 type limitListener struct {
 	net.Listener
 	s *Server
@@ -166,34 +186,73 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.s.mu.Lock()
-		full := l.s.active >= l.s.opts.MaxConnections
-		if !full {
-			l.s.active++
+		if g := l.s.admit(c); g != nil {
+			return g, nil
 		}
-		l.s.mu.Unlock()
-		if full {
-			l.s.log.Warn("connection refused: too many sessions", "remote", c.RemoteAddr().String(), "limit", l.s.opts.MaxConnections)
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "421 4.3.2 %s too many connections, try again later\r\n", l.s.opts.Hostname)
-			c.Close()
-			continue
-		}
-		return &countedConn{Conn: c, s: l.s}, nil
 	}
 }
 
-type countedConn struct {
-	net.Conn
-	s    *Server
-	once sync.Once
+// admit wraps an accepted connection in its guard, or refuses it and
+// returns nil.
+func (s *Server) admit(c net.Conn) *guardConn {
+	addr, key := remoteKey(c)
+	trusted := s.allowed(addr)
+	reason, ok := s.conns.admit(key, trusted)
+	if ok {
+		release := func() { s.conns.release(key, trusted) }
+		return newGuardConn(c, s.opts, func(why string) { s.refused(why, key, s.log) }, release)
+	}
+	s.refused(reason, key, s.log)
+	text := "4.3.2 " + s.opts.Hostname + " too many connections, try again later"
+	if reason == ReasonPerAddress {
+		text = "4.7.0 " + s.opts.Hostname + " too many connections from your address, try again later"
+	}
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c, "421 "+text+"\r\n")
+	c.Close()
+	return nil
 }
 
-func (c *countedConn) Close() error {
-	c.once.Do(func() {
-		c.s.mu.Lock()
-		c.s.active--
-		c.s.mu.Unlock()
-	})
-	return c.Conn.Close()
+// allowed reports whether addr is in the allowed networks.
+func (s *Server) allowed(addr netip.Addr) bool {
+	for _, p := range s.opts.AllowedNetworks {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// refused counts a refused or cut connection and logs it, at most once a
+// while per address and reason.
+func (s *Server) refused(reason string, key netip.Prefix, log *slog.Logger) {
+	s.opts.Metrics.ConnectionRefused(reason)
+	msg := "connection refused"
+	switch reason {
+	case ReasonIdle, ReasonSlow:
+		msg = "session cut"
+	case ReasonAuth:
+		msg = "authentication locked out"
+	}
+	client := key.String()
+	if key.Addr().Is4() {
+		client = key.Addr().String()
+	}
+	s.refusals.warn(log, reason+" "+client, msg, "reason", reason, "client", client)
+}
+
+// newGuardedSession makes a session whose progress and AUTH attempts its
+// connection's guard watches.
+func (s *Server) newGuardedSession(c *smtp.Conn) (smtp.Session, error) {
+	sess, err := s.newSession(c)
+	if err != nil {
+		return nil, err
+	}
+	g := guardOf(c.Conn())
+	inner, ok := sess.(smtp.AuthSession)
+	if g == nil || !ok {
+		return sess, nil
+	}
+	_, key := remoteKey(c.Conn())
+	return &guardedSession{inner: inner, g: g, s: s, key: key, log: s.log}, nil
 }
