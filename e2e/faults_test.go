@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -240,6 +241,35 @@ func TestFaultSTRIPTLSForged421(t *testing.T) {
 			}
 			if real.SawMailFrom() {
 				t.Fatal("the MX behind the attacker saw MAIL FROM")
+			}
+		})
+	}
+}
+
+// TestBDATShortLastChunkNeverCompletes: a client announces its last BDAT
+// chunk, sends only part of it and closes the connection. The message is
+// incomplete: the MX must not complete it. (go-smtp's server copies the
+// chunk with io.Copy over a LimitReader, which takes the early end of the
+// connection for the end of the chunk.)
+func TestBDATShortLastChunkNeverCompletes(t *testing.T) {
+	w := newWorld(t)
+	mxs := map[string]*upstreamtest.MX{}
+	for _, d := range []string{"bdat.test", "data.test"} {
+		mxs[d] = w.mx(d, "mx1."+d, 10, upstreamtest.MXOptions{Certificate: w.cert("mx1." + d)})
+	}
+	g := w.start(nil)
+	for _, kind := range []soakKind{
+		{name: "abandoned BDAT", domain: "bdat.test", bdat: true, abandon: true, size: 16 << 10},
+		{name: "abandoned DATA", domain: "data.test", abandon: true, size: 16 << 10},
+	} {
+		t.Run(kind.name, func(t *testing.T) {
+			if got := soakSession(g.addr, nil, kind, "short"); got != "abandoned" {
+				t.Fatalf("session ended %q, want abandoned", got)
+			}
+			mx := mxs[kind.domain]
+			mx.WaitIdle(10 * time.Second)
+			if n := len(acceptedMessages(mx)); n != 0 {
+				t.Fatalf("the MX completed %d messages the client never finished", n)
 			}
 		})
 	}
