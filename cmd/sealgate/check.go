@@ -35,10 +35,14 @@ type hostReport struct {
 
 // domainReport is the result of "sealgate check" for one domain.
 type domainReport struct {
-	Domain  string       `json:"domain"`
-	Proceed bool         `json:"proceed"`
-	Reply   string       `json:"reply,omitempty"`
-	Hosts   []hostReport `json:"hosts,omitempty"`
+	Domain  string `json:"domain"`
+	Proceed bool   `json:"proceed"`
+	Reply   string `json:"reply,omitempty"`
+	// DNSSECTrusted says whether DNSSEC answers were believed (the AD
+	// flag of every resolver is trusted); DNSSEC says why.
+	DNSSECTrusted bool         `json:"dnssec_trusted"`
+	DNSSEC        string       `json:"dnssec"`
+	Hosts         []hostReport `json:"hosts,omitempty"`
 }
 
 // runCheck implements "sealgate check [--json] DOMAIN...": the policy of
@@ -87,10 +91,12 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	deliver.CommandTimeout = 30 * time.Second
+	trusted, why := dnssecTrust(cfg, dns)
 	status := 0
 	var reports []domainReport
 	for _, d := range domains {
 		r := checkDomain(engine, deliver, d)
+		r.DNSSECTrusted, r.DNSSEC = trusted, why
 		if !r.Proceed {
 			status = 1
 		}
@@ -101,6 +107,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		enc.SetIndent("", "  ")
 		enc.Encode(reports)
 		return status
+	}
+	if trusted {
+		fmt.Fprintf(stdout, "DNSSEC trusted: %s\n", why)
+	} else {
+		fmt.Fprintf(stdout, "DNSSEC NOT trusted: %s\n", why)
 	}
 	for _, r := range reports {
 		verdict := "delivery would proceed"

@@ -27,6 +27,7 @@ type Config struct {
 	TLSCertFile     string        `env:"TLS_CERT_FILE" form:"a PEM certificate chain file"`
 	TLSKeyFile      string        `env:"TLS_KEY_FILE" form:"a PEM private key file"`
 	DNSResolver     string        `env:"DNS_RESOLVER" form:"comma-separated host:port addresses of validating resolvers, e.g. 127.0.0.1:53"`
+	DNSTrustAD      bool          `env:"DNS_TRUST_AD" envDefault:"false" form:"true or false"`
 	MXPort          int           `env:"MX_PORT" envDefault:"25" form:"a port number from 1 to 65535"`
 	MinTLS          string        `env:"MIN_TLS" envDefault:"encrypt" form:"encrypt or verify"`
 	TLSMinVersion   string        `env:"TLS_MIN_VERSION" envDefault:"1.2" form:"1.0, 1.1, 1.2 or 1.3"`

@@ -47,7 +47,11 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
-	log.Info("trusting the AD flag of these resolvers: they must validate DNSSEC", "resolvers", strings.Join(res.Servers, ","))
+	if trusted, why := dnssecTrust(cfg, res); trusted {
+		log.Info("DNSSEC trusted: these resolvers must validate DNSSEC", "resolvers", strings.Join(res.Servers, ","), "dnssec", why)
+	} else {
+		log.Warn("DNSSEC not trusted: DANE is off and no MX set counts as DNSSEC-secure", "resolvers", strings.Join(res.Servers, ","), "dnssec", why)
+	}
 
 	st, where, err := openStore(cfg)
 	if err != nil {
