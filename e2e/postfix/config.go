@@ -19,10 +19,11 @@ const DefaultMyHostname = "legacy.sealgate.test"
 var ErrBadOption = errors.New("postfix: bad option")
 
 // Options configures one private Postfix instance. The zero value is not
-// usable: RelayHost is required.
+// usable: RelayHost is required, or MX with SMTPListen.
 type Options struct {
 	// RelayHost is the numeric "127.0.0.1:PORT" every message is relayed
 	// to, written as relayhost = [127.0.0.1]:PORT (brackets: no MX lookup).
+	// It may be empty when MX is set.
 	RelayHost string
 	// MyHostname is myhostname, used in HELO and Message-ID. Empty means
 	// DefaultMyHostname. It must differ from the name the relay greets
@@ -32,6 +33,9 @@ type Options struct {
 	// smtpd also accepts mail (from 127.0.0.0/8, no authentication), so
 	// that tests can submit over SMTP too. Empty means no inet service.
 	SMTPListen string
+	// MX, when set, makes the instance the MX of MX.Domains on SMTPListen
+	// (required then): see MXOptions. Nil means a legacy client.
+	MX *MXOptions
 	// MainCF holds extra main.cf parameters; they override the harness's
 	// own settings. Nil means none.
 	MainCF map[string]string
@@ -54,8 +58,18 @@ func (o Options) validate() (Options, error) {
 	if strings.ContainsAny(o.MyHostname, " \t\r\n") {
 		return o, fmt.Errorf("%w: MyHostname %q", ErrBadOption, o.MyHostname)
 	}
-	if _, err := loopbackHostPort("RelayHost", o.RelayHost); err != nil {
-		return o, err
+	if o.RelayHost != "" || o.MX == nil {
+		if _, err := loopbackHostPort("RelayHost", o.RelayHost); err != nil {
+			return o, err
+		}
+	}
+	if o.MX != nil {
+		if err := o.MX.validate(); err != nil {
+			return o, err
+		}
+		if o.SMTPListen == "" {
+			return o, fmt.Errorf("%w: MX needs SMTPListen", ErrBadOption)
+		}
 	}
 	if o.SMTPListen != "" {
 		if _, err := loopbackHostPort("SMTPListen", o.SMTPListen); err != nil {
@@ -89,7 +103,6 @@ func loopbackHostPort(field, s string) (netip.AddrPort, error) {
 
 // mainCF renders main.cf. Options must have been validated.
 func mainCF(o Options, p paths) string {
-	relay, _ := loopbackHostPort("RelayHost", o.RelayHost)
 	params := map[string]string{
 		"compatibility_level":   "3.6",
 		"queue_directory":       p.queue,
@@ -104,7 +117,6 @@ func mainCF(o Options, p paths) string {
 		"mynetworks":            "127.0.0.0/8",
 		"inet_interfaces":       "loopback-only",
 		"inet_protocols":        "ipv4",
-		"relayhost":             fmt.Sprintf("[%s]:%d", relay.Addr(), relay.Port()),
 		// No DNS: the machine's resolver is not on loopback.
 		"smtp_dns_support_level": "disabled",
 		"smtpd_peername_lookup":  "no",
@@ -117,6 +129,12 @@ func mainCF(o Options, p paths) string {
 		"minimal_backoff_time": "1s",
 		"maximal_backoff_time": "2s",
 	}
+	if relay, err := loopbackHostPort("RelayHost", o.RelayHost); err == nil {
+		params["relayhost"] = fmt.Sprintf("[%s]:%d", relay.Addr(), relay.Port())
+	}
+	if o.MX != nil {
+		maps.Copy(params, mxMainCF(o.MX, p))
+	}
 	maps.Copy(params, o.MainCF)
 	var b strings.Builder
 	b.WriteString("# Written by sealgate/e2e/postfix for one test.\n")
@@ -128,7 +146,8 @@ func mainCF(o Options, p paths) string {
 
 // masterServices is the minimal master.cf: every service runs outside a
 // chroot (the queue is in a temporary directory with no chroot set up).
-// There is no local delivery: mydestination is empty.
+// There is no local delivery: mydestination is empty. tlsmgr serves an MX
+// instance's smtpd with STARTTLS.
 const masterServices = `# service type  private unpriv chroot wakeup maxproc command
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -149,6 +168,7 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 `
 
 // masterCF renders master.cf. Options must have been validated.

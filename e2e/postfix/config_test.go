@@ -1,6 +1,7 @@
 package postfix
 
 import (
+	"crypto/tls"
 	"errors"
 	"strings"
 	"testing"
@@ -26,6 +27,14 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "hostname with space", opts: Options{RelayHost: "127.0.0.1:25", MyHostname: "a b"}, wantErr: true},
 		{name: "main.cf newline", opts: Options{RelayHost: "127.0.0.1:25", MainCF: map[string]string{"x": "1\ny = 2"}}, wantErr: true},
 		{name: "main.cf key with equals", opts: Options{RelayHost: "127.0.0.1:25", MainCF: map[string]string{"x=": "1"}}, wantErr: true},
+		{name: "mx", opts: Options{SMTPListen: "127.0.0.7:2525", MX: &MXOptions{Domains: []string{"dest.test"}}}, wantHost: DefaultMyHostname},
+		{name: "mx no listen", opts: Options{MX: &MXOptions{Domains: []string{"dest.test"}}}, wantErr: true},
+		{name: "mx bad relay", opts: Options{RelayHost: "192.0.2.1:25", SMTPListen: "127.0.0.7:2525", MX: &MXOptions{Domains: []string{"dest.test"}}}, wantErr: true},
+		{name: "mx no domain", opts: Options{SMTPListen: "127.0.0.7:2525", MX: &MXOptions{}}, wantErr: true},
+		{name: "mx domain list", opts: Options{SMTPListen: "127.0.0.7:2525", MX: &MXOptions{Domains: []string{"a.test,b.test"}}}, wantErr: true},
+		{name: "mx reject newline", opts: Options{SMTPListen: "127.0.0.7:2525", MX: &MXOptions{Domains: []string{"a.test"}, RejectRcpt: map[string]string{"x@a.test": "550\nOK"}}}, wantErr: true},
+		{name: "mx reject key space", opts: Options{SMTPListen: "127.0.0.7:2525", MX: &MXOptions{Domains: []string{"a.test"}, RejectRcpt: map[string]string{"x @a.test": "550 no"}}}, wantErr: true},
+		{name: "mx certificate without key", opts: Options{SMTPListen: "127.0.0.7:2525", MX: &MXOptions{Domains: []string{"a.test"}, Certificate: &tls.Certificate{Certificate: [][]byte{{1}}}}}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +83,65 @@ func TestMainCF(t *testing.T) {
 	}
 }
 
+func TestMainCFForMX(t *testing.T) {
+	p := paths{root: "/tmp/pfx-1", config: "/tmp/pfx-1/etc", queue: "/tmp/pfx-1/q", data: "/tmp/pfx-1/data", maillog: "/tmp/pfx-1/maillog"}
+	cert := tls.Certificate{Certificate: [][]byte{{1}}, PrivateKey: struct{}{}}
+	tests := []struct {
+		name   string
+		mx     MXOptions
+		want   []string
+		absent []string
+	}{
+		{
+			name: "no STARTTLS",
+			mx:   MXOptions{Domains: []string{"a.test", "b.test"}},
+			want: []string{
+				"\nrelay_domains = a.test b.test\n",
+				"\nsmtpd_relay_restrictions = reject_unauth_destination\n",
+				"\nsmtpd_data_restrictions = check_client_access static:HOLD\n",
+				"\nsmtpd_tls_security_level = none\n",
+				"\nlocal_header_rewrite_clients = \n",
+			},
+			absent: []string{"relayhost", "smtpd_tls_chain_files", "smtpd_recipient_restrictions"},
+		},
+		{
+			name: "STARTTLS and a refused recipient",
+			mx:   MXOptions{Domains: []string{"a.test"}, Certificate: &cert, RejectRcpt: map[string]string{"x@a.test": "550 5.1.1 no"}},
+			want: []string{
+				"\nsmtpd_tls_security_level = may\n",
+				"\nsmtpd_tls_chain_files = /tmp/pfx-1/etc/smtpd.pem\n",
+				"\nsmtpd_recipient_restrictions = check_recipient_access texthash:/tmp/pfx-1/etc/recipient_access\n",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts, err := Options{SMTPListen: "127.0.0.7:2525", MX: &tt.mx}.validate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := mainCF(opts, p)
+			for _, want := range tt.want {
+				if !strings.Contains(got, want) {
+					t.Errorf("main.cf lacks %q:\n%s", want, got)
+				}
+			}
+			for _, absent := range tt.absent {
+				if strings.Contains(got, "\n"+absent+" = ") {
+					t.Errorf("main.cf sets %s:\n%s", absent, got)
+				}
+			}
+		})
+	}
+}
+
+func TestAccessMap(t *testing.T) {
+	got := accessMap(map[string]string{"z@a.test": "550 5.1.1 gone", "b@a.test": "450 4.2.1 later"})
+	if want := "b@a.test 450 4.2.1 later\nz@a.test 550 5.1.1 gone\n"; got != want {
+		t.Errorf("accessMap() = %q, want %q", got, want)
+	}
+}
+
 func TestMasterCF(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -87,7 +155,7 @@ func TestMasterCF(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := masterCF(Options{SMTPListen: tt.listen})
-			for _, svc := range []string{"pickup", "cleanup", "qmgr", "rewrite", "smtp", "relay", "showq", "postlog   unix-dgram"} {
+			for _, svc := range []string{"pickup", "cleanup", "qmgr", "rewrite", "smtp", "relay", "showq", "tlsmgr", "postlog   unix-dgram"} {
 				if !strings.Contains(got, "\n"+svc+" ") {
 					t.Errorf("master.cf lacks service %q", svc)
 				}

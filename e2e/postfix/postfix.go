@@ -1,9 +1,16 @@
 // Package postfix runs a private instance of the real Postfix from Debian's
-// packages as the legacy mail server of end-to-end tests: every message it
-// accepts is relayed over plaintext SMTP (RFC 5321) to one relayhost, which
-// in the tests is sealgate. Postfix keeps a message that the relay answers
-// with a 4xx reply and tries again (RFC 5321 section 4.5.4.1); the instance
-// retries within seconds so that tests can observe it.
+// packages in end-to-end tests, in one of two roles.
+//
+// As the legacy mail server, every message it accepts is relayed over
+// plaintext SMTP (RFC 5321) to one relayhost, which in the tests is
+// sealgate. Postfix keeps a message that the relay answers with a 4xx reply
+// and tries again (RFC 5321 section 4.5.4.1); the instance retries within
+// seconds so that tests can observe it.
+//
+// As an MX (Options.MX), its smtpd accepts mail for some domains on one
+// loopback address, offers STARTTLS (RFC 3207) with the certificate it is
+// given, refuses the recipients it is told to, and keeps what it accepts on
+// the hold queue, where Held reads it back.
 //
 // The harness needs root and the Debian package postfix. It touches nothing
 // outside its temporary directory: no file under /etc/postfix, no system
@@ -64,7 +71,7 @@ type Instance struct {
 
 // binaries are the absolute paths of the programs the harness runs.
 type binaries struct {
-	postconf, postqueue, sendmail, master string
+	postconf, postqueue, sendmail, postcat, master string
 }
 
 // Start creates and starts a private Postfix instance, returns once it
@@ -127,6 +134,7 @@ func findBinaries() (binaries, error) {
 		name string
 	}{
 		{&b.postconf, "postconf"}, {&b.postqueue, "postqueue"}, {&b.sendmail, "sendmail"},
+		{&b.postcat, "postcat"},
 	} {
 		// Debian's path first: /usr/sbin is often not in a test's PATH, and
 		// another "sendmail" may come first there.
@@ -232,6 +240,11 @@ func makeTree(id ids, opts Options) (paths, error) {
 				return err
 			}
 			if err := chownMode(dir, uid, gid, d.mode); err != nil {
+				return err
+			}
+		}
+		if opts.MX != nil {
+			if err := writeMXFiles(opts.MX, p); err != nil {
 				return err
 			}
 		}
