@@ -18,30 +18,43 @@ const (
 	daneDefer                      // TLSA lookup failed: the host must not be used now
 )
 
-// daneHost looks up the TLSA records of an MX host whose MX RRset and
-// address records are secure. host is the MX name, expanded the name after
-// CNAME expansion of its address records, domain the recipient domain.
-func (e *Engine) daneHost(ctx context.Context, domain, host, expanded string) (daneOutcome, Requirement, error) {
-	// RFC 7672 §2.2.3: with a secure CNAME expansion, TLSA records at
-	// the expanded name come first, then at the original name.
-	bases := []string{host}
-	if expanded != "" && !strings.EqualFold(expanded, host) {
-		bases = []string{expanded, host}
+// nameSecure reports whether the MX host name itself was answered
+// securely: its address records, or at least its own CNAME record. Only
+// then can its TLSA records count (RFC 7672 §2.2.3).
+func (a AddrResult) nameSecure() bool { return a.Secure || a.AliasSecure }
+
+// daneHost looks up the TLSA records of MX host host, an MX host of domain
+// whose MX RRset is secure and whose name was answered securely
+// (addrs.nameSecure). The candidate TLSA base domains follow RFC 7672
+// §2.2.3:
+//
+//   - When host is a CNAME and the whole expansion (the chain and the
+//     address records) is secure, the fully expanded name addrs.Name is
+//     tried first.
+//   - The original name host is tried next: when the expanded name has no
+//     secure TLSA records (a denial, or an insecure answer), and alone when
+//     the expansion is insecure but host's own CNAME is secure (an alias
+//     into an unsigned zone).
+//
+// The first candidate with a secure, non-empty TLSA RRset decides, and
+// becomes the SNI and the first reference identifier. A failed lookup
+// (SERVFAIL, bogus, timeout) of any candidate tried defers: never a
+// downgrade. No candidate with secure records means no DANE.
+func (e *Engine) daneHost(ctx context.Context, domain, host string, addrs AddrResult) (daneOutcome, Requirement, error) {
+	var bases []string
+	if expanded := addrs.Name; addrs.Secure && expanded != "" && !strings.EqualFold(expanded, host) {
+		bases = append(bases, expanded)
 	}
+	bases = append(bases, host)
 	for _, base := range bases {
 		res, err := e.DNS.LookupTLSA(ctx, "_25._tcp."+base)
-		if err != nil {
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return daneDefer, Requirement{}, err
 		}
-		if len(res.Records) == 0 {
+		if err != nil || len(res.Records) == 0 || !res.Secure {
+			// No secure TLSA records here (RFC 7672 §2.2: insecure
+			// ones are ignored): the next candidate.
 			continue
-		}
-		if !res.Secure {
-			// RFC 7672 §2.2: insecure TLSA records are ignored.
-			return daneNone, Requirement{}, nil
 		}
 		usable := dane.Usable(res.Records)
 		if len(usable) == 0 {

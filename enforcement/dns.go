@@ -51,6 +51,11 @@ type AddrResult struct {
 	// Secure is true when every record of the answers (and the CNAME
 	// chain) was validated.
 	Secure bool
+	// AliasSecure is true when the query name is a CNAME whose own record
+	// was validated although the expansion was not (an alias into an
+	// unsigned zone): the name may still have secure TLSA records
+	// (RFC 7672 §2.2.3). Secure implies it.
+	AliasSecure bool
 }
 
 // TLSAResult holds a TLSA RRset.

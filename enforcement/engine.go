@@ -99,7 +99,7 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 	var deferred *Failure
 	var excluded []string
 	for _, h := range hosts {
-		req, ok, err := e.requirement(ctx, domain, mx.Secure && h.addrs.Secure, h, local, sts)
+		req, ok, err := e.requirement(ctx, domain, mx.Secure && h.addrs.nameSecure(), h, local, sts)
 		switch {
 		case err != nil:
 			// Never downgrade: the host is unusable until its TLSA
@@ -139,7 +139,7 @@ func (e *Engine) requirement(ctx context.Context, domain string, secure bool, h 
 		return e.localRequirement(ctx, local, domain, h, secure)
 	}
 	if secure {
-		outcome, dreq, err := e.daneHost(ctx, domain, h.name, h.addrs.Name)
+		outcome, dreq, err := e.daneHost(ctx, domain, h.name, h.addrs)
 		switch outcome {
 		case daneDefer:
 			return Requirement{Source: SourceDANE}, false, err

@@ -46,7 +46,7 @@ func (e *Engine) localRequirement(ctx context.Context, entry *localpolicy.Entry,
 		outcome := daneNone
 		var dreq Requirement
 		if secureDNS {
-			outcome, dreq, err = e.daneHost(ctx, nexthop, h.name, h.addrs.Name)
+			outcome, dreq, err = e.daneHost(ctx, nexthop, h.name, h.addrs)
 			if outcome == daneDefer {
 				return req, false, err
 			}

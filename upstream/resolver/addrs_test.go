@@ -94,6 +94,13 @@ func TestLookupAddrs(t *testing.T) {
 			records: chain,
 			setup:   func(s *dnstest.Server) { s.SetSecureZone("example.test.", true) },
 			host:    "alias.example.test",
+			// The alias's own CNAME is secure (RFC 7672 §2.2.3).
+			want: enforcement.AddrResult{Name: "mx.example.test", Addrs: addrs("192.0.2.1"), AliasSecure: true},
+		},
+		{
+			name:    "insecure CNAME chain",
+			records: chain,
+			host:    "alias.example.test",
 			want:    enforcement.AddrResult{Name: "mx.example.test", Addrs: addrs("192.0.2.1")},
 		},
 		{
@@ -104,7 +111,7 @@ func TestLookupAddrs(t *testing.T) {
 				s.SetSecure("alias.example.test.", dns.TypeCNAME, true)
 			},
 			host: "alias.example.test",
-			want: enforcement.AddrResult{Name: "mx.example.test", Addrs: addrs("192.0.2.1")},
+			want: enforcement.AddrResult{Name: "mx.example.test", Addrs: addrs("192.0.2.1"), AliasSecure: true},
 		},
 		{
 			name:    "A fails, AAAA answers",

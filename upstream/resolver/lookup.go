@@ -98,10 +98,11 @@ func (r *Resolver) implicitMX(ctx context.Context, domain string, mxSecure bool)
 
 // LookupAddrs returns the A and then the AAAA addresses of host, queried in
 // parallel. Name is the name after CNAME expansion. Secure is true when
-// every answer used was secure. If one of the two lookups fails and the other
-// has addresses, those are returned without error (and Secure reflects the
-// answer used); otherwise the failure is returned, a temporary one in
-// preference to NXDOMAIN.
+// every answer used was secure; when it is not and host is a CNAME, a CNAME
+// query for host says whether the alias itself is secure (AliasSecure). If
+// one of the two lookups fails and the other has addresses, those are
+// returned without error (and Secure reflects the answer used); otherwise
+// the failure is returned, a temporary one in preference to NXDOMAIN.
 func (r *Resolver) LookupAddrs(ctx context.Context, host string) (enforcement.AddrResult, error) {
 	var v4, v6 rrset
 	var err4, err6 error
@@ -136,7 +137,27 @@ func (r *Resolver) LookupAddrs(ctx context.Context, host string) (enforcement.Ad
 			res.Addrs = append(res.Addrs, addr)
 		}
 	}
+	if !res.Secure && res.Name != trimDot(dns.CanonicalName(host)) {
+		res.AliasSecure = r.aliasSecure(ctx, host)
+	}
 	return res, nil
+}
+
+// aliasSecure reports whether the CNAME record owned by host validates when
+// asked for by itself: a validating resolver sets AD on the answer to a
+// CNAME query from that RRset alone, whatever the security of the target.
+// A failed query counts as insecure.
+func (r *Resolver) aliasSecure(ctx context.Context, host string) bool {
+	qname, err := canonicalName(host, dns.TypeCNAME)
+	if err != nil {
+		return false
+	}
+	msg, err := r.query(ctx, qname, dns.TypeCNAME)
+	if err != nil {
+		return false
+	}
+	_, ok := cnameAt(msg.Answer, qname)
+	return ok && msg.AuthenticatedData
 }
 
 // pickError returns the first temporary error, else the first error.
