@@ -15,6 +15,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"sealgate/enforcement"
+	"sealgate/proxy"
 )
 
 // Config is the whole configuration, from SEALGATE_* variables. The form
@@ -53,7 +54,17 @@ type Config struct {
 	DNSTimeout      time.Duration `env:"DNS_TIMEOUT" envDefault:"5s" form:"a Go duration, e.g. 5s"`
 	HonorTLSReqNo   bool          `env:"HONOR_TLS_REQUIRED_NO" envDefault:"false" form:"true or false"`
 
+	// What one client may take of the inbound side.
+	MaxConnectionsPerIP int           `env:"MAX_CONNECTIONS_PER_IP" envDefault:"20" form:"a positive number"`
+	ReservedConns       int           `env:"RESERVED_CONNECTIONS" form:"a number from 0 to MAX_CONNECTIONS-1"`
+	SessionIdleTimeout  time.Duration `env:"SESSION_IDLE_TIMEOUT" envDefault:"5m" form:"a Go duration, e.g. 5m"`
+	MinDataRate         int           `env:"MIN_DATA_RATE" envDefault:"500" form:"a positive number of bytes per second"`
+	AuthMaxFailures     int           `env:"AUTH_MAX_FAILURES" envDefault:"3" form:"a positive number"`
+	AuthFailureDelay    time.Duration `env:"AUTH_FAILURE_DELAY" envDefault:"1s" form:"a Go duration, e.g. 1s"`
+	AuthLockout         time.Duration `env:"AUTH_LOCKOUT" envDefault:"5m" form:"a Go duration, e.g. 5m"`
+
 	// Derived values, filled by parseConfig.
+	limits    proxy.Limits
 	listen    []string
 	networks  []netip.Prefix
 	resolvers []string
@@ -149,6 +160,9 @@ func parseConfig(environ map[string]string) (*Config, error) {
 	if c.MaxLineLength < 1000 || c.MaxLineLength > 1<<20 {
 		return nil, bad("MaxLineLength", strconv.Itoa(c.MaxLineLength), "")
 	}
+	if c.limits, err = parseLimits(&c, environ); err != nil {
+		return nil, err
+	}
 	for field, d := range map[string]time.Duration{"CommandTimeout": c.CommandTimeout, "DataTimeout": c.DataTimeout, "ConnectTimeout": c.ConnectTimeout, "DNSTimeout": c.DNSTimeout} {
 		if d <= 0 {
 			return nil, bad(field, d.String(), "must be positive")
@@ -178,6 +192,40 @@ func parseConfig(environ map[string]string) (*Config, error) {
 		return nil, errors.New(envPrefix + "RELAY_USERNAME is set but " + envPrefix + "RELAY_HOST is not")
 	}
 	return &c, nil
+}
+
+// parseLimits checks what one client may take of the inbound side.
+func parseLimits(c *Config, environ map[string]string) (proxy.Limits, error) {
+	bad := func(field string, value any) error {
+		name, form := describe(field)
+		return fmt.Errorf("%s=\"%v\" is invalid; expected %s", name, value, form)
+	}
+	l := proxy.Limits{
+		MaxConnectionsPerIP: c.MaxConnectionsPerIP,
+		ReservedConnections: c.ReservedConns,
+		SessionIdleTimeout:  c.SessionIdleTimeout,
+		MinDataRate:         c.MinDataRate,
+		AuthMaxFailures:     c.AuthMaxFailures,
+		AuthFailureDelay:    c.AuthFailureDelay,
+		AuthLockout:         c.AuthLockout,
+	}
+	for field, n := range map[string]int{"MaxConnectionsPerIP": c.MaxConnectionsPerIP, "MinDataRate": c.MinDataRate, "AuthMaxFailures": c.AuthMaxFailures} {
+		if n < 1 {
+			return l, bad(field, n)
+		}
+	}
+	for field, d := range map[string]time.Duration{"SessionIdleTimeout": c.SessionIdleTimeout, "AuthFailureDelay": c.AuthFailureDelay, "AuthLockout": c.AuthLockout} {
+		if d <= 0 {
+			return l, bad(field, d)
+		}
+	}
+	if c.ReservedConns < 0 || c.ReservedConns >= c.MaxConnections {
+		return l, bad("ReservedConns", c.ReservedConns)
+	}
+	if c.ReservedConns == 0 && environ[envPrefix+"RESERVED_CONNECTIONS"] != "" {
+		l.ReservedConnections = -1 // explicitly none; unset means a fifth
+	}
+	return l, nil
 }
 
 // describe returns the variable name and the expected form of a field.

@@ -9,12 +9,14 @@ import (
 
 	"sealgate/certs"
 	"sealgate/enforcement"
+	"sealgate/proxy"
 )
 
 // metrics are the Prometheus metrics of the gateway (all sealgate_*).
 type metrics struct {
 	reg      *prometheus.Registry
 	verdicts *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 func newMetrics(w *certs.Watcher) *metrics {
@@ -25,6 +27,11 @@ func newMetrics(w *certs.Watcher) *metrics {
 		Help: "Upstream TLS handshakes judged, by policy source, level and outcome (ok or the TLS-RPT result type).",
 	}, []string{"source", "level", "result"})
 	m.reg.MustRegister(m.verdicts)
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sealgate_connections_refused_total",
+		Help: "Inbound connections refused or cut, by reason: capacity, reserved, per_address, idle, slow, auth_failures.",
+	}, []string{"reason"})
+	m.reg.MustRegister(m.refused)
 	m.reg.MustRegister(&expiryCollector{w: w, desc: prometheus.NewDesc(
 		"sealgate_certificate_expiry_timestamp_seconds",
 		"NotAfter of each certificate sealgate holds (inbound, client), as a Unix time.",
@@ -41,7 +48,16 @@ func (m *metrics) RecordVerdict(v enforcement.Verdict) {
 	m.verdicts.WithLabelValues(v.Req.Source.String(), v.Req.Level.String(), result).Inc()
 }
 
-var _ enforcement.Recorder = (*metrics)(nil)
+// ConnectionRefused counts a refused or cut inbound connection
+// (proxy.Recorder).
+func (m *metrics) ConnectionRefused(reason string) {
+	m.refused.WithLabelValues(reason).Inc()
+}
+
+var (
+	_ enforcement.Recorder = (*metrics)(nil)
+	_ proxy.Recorder       = (*metrics)(nil)
+)
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

@@ -107,6 +107,8 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 		CommandTimeout:     cfg.CommandTimeout,
 		DataTimeout:        cfg.DataTimeout,
 		HonorTLSRequiredNo: cfg.HonorTLSReqNo,
+		Limits:             cfg.limits,
+		Metrics:            met,
 		Router:             engine,
 		Opener:             deliver,
 		Log:                log,
