@@ -3,10 +3,17 @@ GO       ?= go
 BIN      := bin/sealgate
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
+# staticcheck 2026.2 (v0.8.x) is the first release that knows Go 1.26.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# make soak: concurrent inbound sessions, how long new ones start, and the
+# transactions measured for the duplicate window.
+SOAK_SESSIONS ?= 1000
+SOAK_DURATION ?= 60s
+WINDOW_RUNS   ?= 2000
 # Debian packages the tests drive as real peers.
 TEST_DEBS := postfix swaks unbound nsd ldnsutils bind9-dnsutils redis-server
 
-.PHONY: all build run test deps vet unit bench fuzz clean
+.PHONY: all build run test deps vet staticcheck unit bench soak fuzz clean
 
 all: build
 
@@ -17,20 +24,30 @@ build:
 run: build
 	./$(BIN) serve
 
-# Installs what the tests need, then vets and runs every test with the race
-# detector, e2e included.
-test: deps vet
+# Installs what the tests need, then vets, runs staticcheck and runs every
+# test with the race detector, e2e included (the soak in its short form).
+test: deps vet staticcheck
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
 
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
+
 deps:
 	@./.ci/deps $(TEST_DEBS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./e2e/
+
+# Long: SOAK_SESSIONS concurrent sessions for SOAK_DURATION through the
+# built binary (no race detector), then the duplicate window; prints the
+# gateway's goroutines and RSS and the window's figures.
+soak:
+	$(GO) test -count=1 -v -timeout 30m -run '^(TestSoak|TestDuplicateWindow)$$' ./e2e/ \
+		-args -soak.sessions=$(SOAK_SESSIONS) -soak.duration=$(SOAK_DURATION) -window.runs=$(WINDOW_RUNS)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSession -fuzztime 30s ./proxy

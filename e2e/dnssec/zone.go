@@ -20,7 +20,7 @@ const (
 
 // Sentinel errors for zones the harness cannot build.
 var (
-	ErrBadOrigin     = errors.New("dnssec: zone origin must be a name below test.")
+	ErrBadOrigin     = errors.New(`dnssec: zone origin must be a name below "test."`)
 	ErrDuplicateZone = errors.New("dnssec: zone given twice")
 	ErrOutOfZone     = errors.New("dnssec: record outside its zone")
 	ErrBadRecord     = errors.New("dnssec: bad zone-file line")
