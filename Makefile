@@ -49,8 +49,13 @@ soak:
 	$(GO) test -count=1 -v -timeout 30m -run '^(TestSoak|TestDuplicateWindow)$$' ./e2e/ \
 		-args -soak.sessions=$(SOAK_SESSIONS) -soak.duration=$(SOAK_DURATION) -window.runs=$(WINDOW_RUNS)
 
+# Runs every fuzz target of proxy in turn (go test takes one -fuzz target
+# per run), FUZZTIME each.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzSession -fuzztime 30s ./proxy
+	@set -e; for f in $$($(GO) test -list '^Fuzz' ./proxy | grep '^Fuzz'); do \
+		echo "$$f"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./proxy; \
+	done
 
 clean:
 	rm -rf bin
