@@ -71,8 +71,8 @@ func TestUnusableTLSAKeepsMTASTSEnforce(t *testing.T) {
 	})
 }
 
-// sendRequireTLS runs one REQUIRETLS transaction over STARTTLS and
-// returns the RCPT and the DATA reply.
+// sendRequireTLS runs one REQUIRETLS transaction over STARTTLS (where
+// REQUIRETLS must be advertised) and returns the RCPT and the DATA reply.
 func sendRequireTLS(t *testing.T, g *gateway, rcpt string) (rcptErr, dataErr error) {
 	t.Helper()
 	c, err := smtp.DialStartTLS(g.addr, &tls.Config{InsecureSkipVerify: true})
@@ -80,6 +80,9 @@ func sendRequireTLS(t *testing.T, g *gateway, rcpt string) (rcptErr, dataErr err
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if ok, _ := c.Extension("REQUIRETLS"); !ok {
+		t.Fatal("REQUIRETLS not advertised under TLS")
+	}
 	if err := c.Mail("a@legacy.sealgate.test", &smtp.MailOptions{RequireTLS: true}); err != nil {
 		t.Fatal(err)
 	}

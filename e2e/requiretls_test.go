@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
-
-	"github.com/emersion/go-smtp"
 
 	"sealgate/upstream/upstreamtest"
 )
@@ -24,26 +21,7 @@ func TestREQUIRETLS(t *testing.T) {
 	g := w.start(nil)
 
 	send := func(t *testing.T, rcpt string) (rcptErr, dataErr error) {
-		c, err := smtp.DialStartTLS(g.addr, &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if ok, _ := c.Extension("REQUIRETLS"); !ok {
-			t.Fatal("REQUIRETLS not advertised under TLS")
-		}
-		if err := c.Mail("a@legacy.sealgate.test", &smtp.MailOptions{RequireTLS: true}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Rcpt(rcpt, nil); err != nil {
-			return err, nil
-		}
-		wc, err := c.Data()
-		if err != nil {
-			return nil, err
-		}
-		wc.Write(message("requiretls"))
-		return nil, wc.Close()
+		return sendRequireTLS(t, g, rcpt)
 	}
 	t.Run("MTA-STS enforce and an MX with REQUIRETLS", func(t *testing.T) {
 		if r, d := send(t, "b@sts.test"); r != nil || d != nil {
