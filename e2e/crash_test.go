@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"sealgate/upstream/upstreamtest"
 )
 
@@ -42,14 +40,7 @@ func TestCrashMidDATA(t *testing.T) {
 	g := w.start(nil)
 	body := bigMessage(1 << 20)
 
-	c, err := smtp.Dial(g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("legacy.sealgate.test"); err != nil {
-		t.Fatal(err)
-	}
+	c := g.dialHello()
 	if err := c.Mail("a@legacy.sealgate.test", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -166,14 +157,7 @@ func TestDuplicateWindow(t *testing.T) {
 		BeforeDataReply: func(upstreamtest.Message) { mxReply.Store(time.Now().UnixNano()) },
 	})
 	g := w.start(nil)
-	c, err := smtp.Dial(g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("legacy.sealgate.test"); err != nil {
-		t.Fatal(err)
-	}
+	c := g.dialHello()
 	body := message("window")
 	windows := make([]time.Duration, 0, *windowRuns)
 	for i := 0; i < *windowRuns; i++ {

@@ -107,16 +107,13 @@ func TestFaultInjection(t *testing.T) {
 				body = bigMessage(1 << 20)
 			}
 			before := len(ok.Messages())
-			rcptErr, dataErr, nextErr := g.sendThenNext("b@"+domain, body, "b@ok.test")
-			var got error
-			switch tc.at {
-			case "RCPT":
-				got = rcptErr
-			case "DATA":
-				if rcptErr != nil {
-					t.Fatalf("RCPT: %v, want 250 (the fault is at DATA)", rcptErr)
+			res := g.sendThenNext("b@"+domain, body, "b@ok.test")
+			got := res.Rcpt
+			if tc.at == "DATA" {
+				if res.Rcpt != nil {
+					t.Fatalf("RCPT: %v, want 250 (the fault is at DATA)", res.Rcpt)
 				}
-				got = dataErr
+				got = res.Data
 			}
 			switch {
 			case tc.relayed:
@@ -126,10 +123,10 @@ func TestFaultInjection(t *testing.T) {
 			default:
 				wantTransactionTempfail(t, tc.at, got, tc.parts...)
 			}
-			if nextErr != nil {
-				t.Errorf("the next transaction in the same session: %v, want 250", nextErr)
+			if res.Next != nil {
+				t.Errorf("the next transaction in the same session: %v, want 250", res.Next)
 			}
-			if n := len(ok.Messages()) - before; nextErr == nil && n != 1 {
+			if n := len(ok.Messages()) - before; res.Next == nil && n != 1 {
 				t.Errorf("the next transaction reached the healthy MX %d times", n)
 			}
 			mx.WaitIdle(10e9)
@@ -163,36 +160,53 @@ func wantTransactionTempfail(t *testing.T, what string, err error, parts ...stri
 	}
 }
 
+// twoResults is what the legacy client saw in sendThenNext.
+type twoResults struct {
+	Rcpt, Data error // the first transaction; Data only when RCPT got 250
+	Next       error // the second, nil when it ended in 250
+}
+
 // sendThenNext runs a transaction to rcpt and then, in the same session
-// after RSET, a second one to next. It returns the RCPT and DATA replies of
-// the first (DATA only when RCPT got 250) and the error of the second, nil
-// when it ended in 250.
-func (g *gateway) sendThenNext(rcpt string, body []byte, next string) (rcptErr, dataErr, nextErr error) {
+// after RSET, a second one to next.
+func (g *gateway) sendThenNext(rcpt string, body []byte, next string) twoResults {
+	g.t.Helper()
+	c := g.dialHello()
+	if err := c.Mail("a@legacy.sealgate.test", nil); err != nil {
+		g.t.Fatalf("MAIL: %v", err)
+	}
+	var res twoResults
+	if res.Rcpt = c.Rcpt(rcpt, nil); res.Rcpt == nil {
+		res.Data = writeData(c, body)
+	}
+	if err := c.Reset(); err != nil {
+		res.Next = fmt.Errorf("RSET: %w", err)
+		return res
+	}
+	if err := c.Mail("a@legacy.sealgate.test", nil); err != nil {
+		res.Next = fmt.Errorf("MAIL: %w", err)
+		return res
+	}
+	if err := c.Rcpt(next, nil); err != nil {
+		res.Next = fmt.Errorf("RCPT: %w", err)
+		return res
+	}
+	res.Next = writeData(c, message("next"))
+	return res
+}
+
+// dialHello connects to the gateway as a legacy client and says EHLO; the
+// connection is closed when the test ends.
+func (g *gateway) dialHello() *smtp.Client {
 	g.t.Helper()
 	c, err := smtp.Dial(g.addr)
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	defer c.Close()
+	g.t.Cleanup(func() { c.Close() })
 	if err := c.Hello("legacy.sealgate.test"); err != nil {
 		g.t.Fatal(err)
 	}
-	if err := c.Mail("a@legacy.sealgate.test", nil); err != nil {
-		g.t.Fatalf("MAIL: %v", err)
-	}
-	if rcptErr = c.Rcpt(rcpt, nil); rcptErr == nil {
-		dataErr = writeData(c, body)
-	}
-	if err := c.Reset(); err != nil {
-		return rcptErr, dataErr, fmt.Errorf("RSET: %w", err)
-	}
-	if err := c.Mail("a@legacy.sealgate.test", nil); err != nil {
-		return rcptErr, dataErr, fmt.Errorf("MAIL: %w", err)
-	}
-	if err := c.Rcpt(next, nil); err != nil {
-		return rcptErr, dataErr, fmt.Errorf("RCPT: %w", err)
-	}
-	return rcptErr, dataErr, writeData(c, message("next"))
+	return c
 }
 
 // writeData sends DATA and body and returns the final reply's error.
