@@ -29,6 +29,8 @@ type bodyReader struct {
 	cr   bool // the last byte was a CR
 	line int
 	err  error
+	// atEOF, if set, may refuse the end of the message.
+	atEOF func() error
 }
 
 func newBodyReader(r io.Reader) *bodyReader { return &bodyReader{r: r, line: 1} }
@@ -58,6 +60,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	if err == io.EOF && b.cr {
 		return b.fail(n, "bare CR")
+	}
+	if err == io.EOF && b.atEOF != nil {
+		if b.err = b.atEOF(); b.err != nil {
+			return n, b.err
+		}
 	}
 	return n, err
 }

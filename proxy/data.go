@@ -33,6 +33,48 @@ type dataRun struct {
 	up        *upstream.Conn
 	cancel    context.CancelFunc
 	abandoned bool
+
+	// done is closed when Data returned.
+	done chan struct{}
+	// pipe is the body's reader when go-smtp runs Data in its own
+	// goroutine (BDAT), nil for DATA.
+	pipe *io.PipeReader
+}
+
+// goSMTPGrace bounds the wait for go-smtp's BDAT goroutine to end after
+// its message was abandoned.
+const goSMTPGrace = 3 * time.Second
+
+// wait waits until Data returned and go-smtp's BDAT goroutine that ran it
+// is done, at most goSMTPGrace. That goroutine delivers Data's result
+// into a channel of the connection that the next BDAT transfer replaces;
+// were it still running then, the next message's final reply could be
+// this abandoned message's error while the MX accepted the new message.
+// go-smtp closes the pipe's reader right after that delivery, which is
+// what a read of it reports (io.ErrClosedPipe) once it happened.
+func (r *dataRun) wait() {
+	if r.pipe == nil {
+		// DATA: Data runs on the connection goroutine, which is the
+		// one abandoning it only when the server closes.
+		return
+	}
+	timeout := time.NewTimer(goSMTPGrace)
+	defer timeout.Stop()
+	select {
+	case <-r.done:
+	case <-timeout.C:
+		return
+	}
+	for {
+		if _, err := r.pipe.Read(nil); errors.Is(err, io.ErrClosedPipe) {
+			return
+		}
+		select {
+		case <-timeout.C:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // attach gives the run the upstream connection it relays to. It reports
@@ -100,7 +142,7 @@ var errNoRecipients = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode
 // beginData hands the transaction's upstream connection to a new run.
 // In the BDAT case it runs on go-smtp's goroutine before the first read
 // of the body, while the connection goroutine waits for that read.
-func (ss *session) beginData() (*dataTx, error) {
+func (ss *session) beginData(r io.Reader) (*dataTx, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.lost != nil {
@@ -110,8 +152,9 @@ func (ss *session) beginData() (*dataTx, error) {
 		return nil, errNoRecipients
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	pipe, _ := r.(*io.PipeReader)
 	tx := &dataTx{
-		run: &dataRun{up: ss.up, cancel: cancel},
+		run: &dataRun{up: ss.up, cancel: cancel, done: make(chan struct{}), pipe: pipe},
 		ctx: ctx,
 		id:  ss.id, from: ss.from, mailOpts: ss.mailOpts,
 		rcpts:   append([]string(nil), ss.rcpts...),
@@ -127,6 +170,7 @@ func (ss *session) beginData() (*dataTx, error) {
 // endData returns the upstream connection of a run that was not
 // abandoned to the transaction, which Reset then closes.
 func (ss *session) endData(tx *dataTx) {
+	defer close(tx.run.done)
 	up := tx.run.finish()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -153,16 +197,24 @@ func (ss *session) abandonData() {
 	ss.mu.Unlock()
 	if run != nil {
 		run.abandon()
+		run.wait()
 	}
 }
 
 func (ss *session) Data(r io.Reader) error {
-	tx, err := ss.beginData()
+	tx, err := ss.beginData(r)
 	if err != nil {
 		return err
 	}
 	defer ss.endData(tx)
-	body := &renewingReader{r: newBodyReader(r), conn: ss.clientNC, timeout: ss.s.opts.DataTimeout}
+	check := newBodyReader(r)
+	check.atEOF = func() error {
+		if peerClosed(ss.clientNC) {
+			return errClientGone
+		}
+		return nil
+	}
+	body := &renewingReader{r: check, conn: ss.clientNC, timeout: ss.s.opts.DataTimeout}
 	var in io.Reader = body
 	if tx.up == nil {
 		if in, err = ss.openPending(tx, in); err != nil {
@@ -205,12 +257,13 @@ func dataReply(err error, maxLine int) *smtp.SMTPError {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 			Message: "message refused: a line is longer than " + strconv.Itoa(maxLine) + " bytes"}
 	}
+	if _, ok := enforcement.AsFailure(err); ok {
+		// Before the SMTP error it may wrap: an MX's 421.
+		return Reply(err)
+	}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		return se // from our client's side, e.g. message too large
-	}
-	if _, ok := enforcement.AsFailure(err); ok {
-		return Reply(err)
 	}
 	// Reading our client failed; the upstream transaction was abandoned
 	// before its end.

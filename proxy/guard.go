@@ -66,6 +66,9 @@ func newGuardConn(c net.Conn, opts Options, onCut func(string), release func()) 
 	}
 }
 
+// NetConn returns the connection under the guard.
+func (c *guardConn) NetConn() net.Conn { return c.Conn }
+
 // guardOf finds our connection under a go-smtp connection, which is a
 // *tls.Conn after STARTTLS.
 func guardOf(c net.Conn) *guardConn {
