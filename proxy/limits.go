@@ -284,10 +284,3 @@ func (l *lru[K, V]) put(k K, v V) {
 	}
 	l.items[k] = &lruItem[K, V]{v: v, elem: l.order.PushFront(k)}
 }
-
-// sessions is the number of connections holding a slot.
-func (t *connTable) sessions() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.active
-}
