@@ -316,7 +316,9 @@ func TestUpstreamLostAfterRecipients(t *testing.T) {
 	if res.Rcpt[0] != nil {
 		t.Fatalf("first recipient: %v", res.Rcpt[0])
 	}
-	wantReply(t, "second", res.Rcpt[1], 421, "4.3.2", "shutting down")
+	// An MX's 421 closes its connection (RFC 5321 §3.8) but not the
+	// client's session: a 4xx for the transaction, the MX's text kept.
+	wantReply(t, "second", res.Rcpt[1], 451, "4.4.2", "421 4.3.2 shutting down")
 	wantReply(t, "third", res.Rcpt[2], 451, "4.4.2", "connection to the MX lost")
 	wantReply(t, "DATA", res.Data, 451, "4.4.2")
 	for _, m := range mx.Messages() {

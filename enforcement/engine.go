@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"strings"
 
 	"sealgate/enforcement/localpolicy"
@@ -37,17 +38,17 @@ type Host struct {
 	Req         Requirement
 }
 
-// Key identifies the route for sharing: recipients of several domains may
-// use one upstream transaction only when their routes have equal keys.
-func (r *Route) Key() string {
-	var b strings.Builder
-	for _, h := range r.Hosts {
-		fmt.Fprintf(&b, "%s|%v|%d|%t|%s;", h.Name, h.Addrs, h.Port, h.ImplicitTLS, h.Req.String())
+// Equal reports whether r and o are the same route but for their domain:
+// recipients of several domains may share one upstream transaction only
+// when their routes are equal. Every field counts, compared deeply, so a
+// field added later can never merge routes that differ in it.
+func (r *Route) Equal(o *Route) bool {
+	if r == nil || o == nil {
+		return r == o
 	}
-	if r.REQUIRETLS {
-		b.WriteString("requiretls")
-	}
-	return b.String()
+	a, b := *r, *o
+	a.Domain, b.Domain = "", ""
+	return reflect.DeepEqual(a, b)
 }
 
 // Engine computes routes.

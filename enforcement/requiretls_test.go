@@ -151,7 +151,7 @@ func TestRouteRequireTLS(t *testing.T) {
 			if !rt.REQUIRETLS || len(rt.Hosts) != 1 || route.REQUIRETLS {
 				t.Errorf("RequireTLS() = %+v from %+v: want the host, marked, and the original untouched", rt, route)
 			}
-			if rt.Key() == route.Key() {
+			if rt.Equal(route) {
 				t.Error("a REQUIRETLS route shares its key with the same route without it")
 			}
 		})
