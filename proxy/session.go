@@ -34,7 +34,7 @@ type session struct {
 	from     string
 	mailOpts *smtp.MailOptions
 	up       *upstream.Conn
-	routeKey string
+	route    *enforcement.Route // the route of up
 	routes   map[string]*enforcement.Route
 	rcpts    []string
 	started  time.Time
@@ -43,10 +43,11 @@ type session struct {
 	// were accepted: the transaction can no longer succeed, every later
 	// RCPT and the DATA get 4xx so that the client sends it again.
 	lost error
-	// failed remembers why a domain could not be resolved, or (by route
-	// key) why its upstream could not be opened, so that further
-	// recipients in the transaction do not try again.
-	failed map[string]error
+	// failed remembers why a domain could not be resolved, and
+	// failedRoutes why the upstream of a route could not be opened, so
+	// that further recipients in the transaction do not try again.
+	failed       map[string]error
+	failedRoutes []routeFailure
 
 	// recipients accepted on condition of TLS-Required: No
 	pending      []pendingRcpt
@@ -196,9 +197,8 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 		}
 		ss.routes[domain] = route
 	}
-	key := route.Key()
 	if ss.up == nil {
-		if err := ss.failed[key]; err != nil {
+		if err := ss.routeFailed(route); err != nil {
 			return err
 		}
 		up, err := ss.s.opts.Opener.Open(ctx, route)
@@ -206,7 +206,7 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 			if ss.canWaive(err) {
 				return ss.pend(ctx, to, domain, opts, err)
 			}
-			ss.failed[key] = err
+			ss.failedRoutes = append(ss.failedRoutes, routeFailure{route, err})
 			return err
 		}
 		if err := up.Mail(ss.from, ss.mailOpts); err != nil {
@@ -214,8 +214,8 @@ func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
 			return err
 		}
 		ss.up = up
-		ss.routeKey = key
-	} else if key != ss.routeKey {
+		ss.route = route
+	} else if !route.Equal(ss.route) {
 		return otherRoute(domain)
 	}
 	if err := ss.up.Rcpt(to, opts); err != nil {
@@ -248,9 +248,9 @@ func (ss *session) endTransaction() {
 		ss.up.Close()
 		ss.up = nil
 	}
-	ss.from, ss.mailOpts, ss.routeKey, ss.routes, ss.rcpts = "", nil, "", nil, nil
+	ss.from, ss.mailOpts, ss.route, ss.routes, ss.rcpts = "", nil, nil, nil, nil
 	ss.pending, ss.pendingRoute, ss.pendingCause = nil, nil, nil
-	ss.lost, ss.failed = nil, nil
+	ss.lost, ss.failed, ss.failedRoutes = nil, nil, nil
 }
 
 // dropUpstream forgets a broken upstream connection.
@@ -286,4 +286,21 @@ func newID() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+// routeFailure is why the upstream of a route could not be opened.
+type routeFailure struct {
+	route *enforcement.Route
+	err   error
+}
+
+// routeFailed returns why the upstream of route could not be opened in
+// this transaction, or nil.
+func (ss *session) routeFailed(route *enforcement.Route) error {
+	for _, f := range ss.failedRoutes {
+		if f.route.Equal(route) {
+			return f.err
+		}
+	}
+	return nil
 }
