@@ -36,8 +36,16 @@ type Deliverer struct {
 	Port int
 	// Verifier judges handshakes (required).
 	Verifier *enforcement.Verifier
-	// Dial opens connections; a net.Dialer if nil.
+	// Dial opens connections; a net.Dialer if nil, which sets Mark and
+	// keeps its sockets in Sockets.
 	Dial DialFunc
+	// Mark, if not 0, is the SO_MARK of every connection to an MX, so
+	// that interception rules can exempt them (Linux, CAP_NET_ADMIN).
+	Mark int
+	// Sockets, if not nil, holds the local addresses of our live MX
+	// connections, for the inbound side to recognise its own connections
+	// redirected back to it.
+	Sockets *Sockets
 	// ConnectTimeout bounds the TCP connect (30s if 0).
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds each command's reply (5 minutes if 0,
@@ -252,8 +260,7 @@ func (d *Deliverer) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if d.Dial != nil {
 		return d.Dial(ctx, "tcp", addr)
 	}
-	var nd net.Dialer
-	return nd.DialContext(ctx, "tcp", addr)
+	return dialTCP(ctx, addr, d.Mark, d.Sockets)
 }
 
 func errText(err error) string {
