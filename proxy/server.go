@@ -81,6 +81,13 @@ type Options struct {
 	Log    *slog.Logger
 	// Metrics counts refused connections; nothing if nil.
 	Metrics Recorder
+	// Intercepts counts connections the kernel redirected to a listener
+	// (see intercept.go); nothing if nil.
+	Intercepts InterceptRecorder
+	// OwnSockets, if not nil, recognises sealgate's own upstream
+	// connections redirected back to it: they get 421 4.3.0, never a
+	// session.
+	OwnSockets OwnSockets
 	// Now is the clock for Received headers; time.Now if nil.
 	Now func() time.Time
 }
@@ -186,7 +193,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if g := l.s.admit(c); g != nil {
+		if g := l.s.admit(l.s.intercept(c, l.Listener.Addr())); g != nil {
 			return g, nil
 		}
 	}

@@ -84,7 +84,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 			break
 		}
 	}
-	sess.log = s.log.With("client", remote.String())
+	sess.log = withOriginalDst(s.log.With("client", remote.String()), c.Conn())
 	return sess, nil
 }
 
