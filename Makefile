@@ -12,8 +12,10 @@ SOAK_DURATION ?= 60s
 WINDOW_RUNS   ?= 2000
 # Debian packages the tests drive as real peers.
 TEST_DEBS := postfix swaks unbound nsd ldnsutils bind9-dnsutils redis-server
+# The systemd unit and the appliance VM (deploy/systemd, deploy/appliance).
+TEST_DEBS += systemd qemu-system-x86 debootstrap e2fsprogs iproute2
 
-.PHONY: all build run test deps vet staticcheck unit bench soak fuzz clean
+.PHONY: all build run test deps vet staticcheck unit bench soak fuzz clean appliance
 
 all: build
 
@@ -56,6 +58,18 @@ fuzz:
 	@set -e; for f in $$($(GO) test -list '^Fuzz' ./proxy | grep '^Fuzz'); do \
 		echo "$$f"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./proxy; \
 	done
+
+# The appliance VM image (see README, "Appliance"): the Debian root file
+# system is cached under $(APPLIANCE_CACHE)/HASH of the recipe; the image,
+# kernel and initrd go to bin/appliance. Needs root. APPLIANCE_CONF is the
+# appliance.conf built in (default: the documented example).
+APPLIANCE_CACHE ?= /var/cache/sealgate-appliance
+APPLIANCE_CONF  ?= deploy/appliance/appliance.conf
+appliance:
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o bin/appliance/sealgate ./cmd/sealgate
+	@set -e; rootfs=$(APPLIANCE_CACHE)/$$(sh deploy/appliance/build.sh hash); \
+	[ -d "$$rootfs/boot" ] || sh deploy/appliance/build.sh rootfs "$$rootfs"; \
+	sh deploy/appliance/build.sh image "$$rootfs" bin/appliance/sealgate bin/appliance $(APPLIANCE_CONF)
 
 clean:
 	rm -rf bin
