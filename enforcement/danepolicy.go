@@ -3,6 +3,7 @@ package enforcement
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 
 	"sealgate/enforcement/dane"
@@ -23,10 +24,11 @@ const (
 // then can its TLSA records count (RFC 7672 §2.2.3).
 func (a AddrResult) nameSecure() bool { return a.Secure || a.AliasSecure }
 
-// daneHost looks up the TLSA records of MX host host, an MX host of domain
-// whose MX RRset is secure and whose name was answered securely
-// (addrs.nameSecure). The candidate TLSA base domains follow RFC 7672
-// §2.2.3:
+// daneHost looks up the TLSA records of h, an MX host of domain whose MX
+// RRset is secure and whose name was answered securely
+// (h.addrs.nameSecure), or a relay host (RFC 7672 §2.2.2). The records are
+// those of h's port (_25._tcp.<name>, _587._tcp.<name> for a relay on 587).
+// The candidate TLSA base domains follow RFC 7672 §2.2.3:
 //
 //   - When host is a CNAME and the whole expansion (the chain and the
 //     address records) is secure, the fully expanded name addrs.Name is
@@ -40,14 +42,15 @@ func (a AddrResult) nameSecure() bool { return a.Secure || a.AliasSecure }
 // becomes the SNI and the first reference identifier. A failed lookup
 // (SERVFAIL, bogus, timeout) of any candidate tried defers: never a
 // downgrade. No candidate with secure records means no DANE.
-func (e *Engine) daneHost(ctx context.Context, domain, host string, addrs AddrResult) (daneOutcome, Requirement, error) {
+func (e *Engine) daneHost(ctx context.Context, domain string, h mxHost) (daneOutcome, Requirement, error) {
+	host, addrs := h.name, h.addrs
 	var bases []string
 	if expanded := addrs.Name; addrs.Secure && expanded != "" && !strings.EqualFold(expanded, host) {
 		bases = append(bases, expanded)
 	}
 	bases = append(bases, host)
 	for _, base := range bases {
-		res, err := e.DNS.LookupTLSA(ctx, "_25._tcp."+base)
+		res, err := e.DNS.LookupTLSA(ctx, "_"+strconv.Itoa(h.tlsaPort())+"._tcp."+base)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return daneDefer, Requirement{}, err
 		}

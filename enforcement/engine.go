@@ -140,7 +140,7 @@ func (e *Engine) requirement(ctx context.Context, domain string, secure bool, h 
 		return e.localRequirement(ctx, local, domain, h, secure)
 	}
 	if secure {
-		outcome, dreq, err := e.daneHost(ctx, domain, h.name, h.addrs)
+		outcome, dreq, err := e.daneHost(ctx, domain, h)
 		switch outcome {
 		case daneDefer:
 			return Requirement{Source: SourceDANE}, false, err
@@ -173,6 +173,16 @@ type mxHost struct {
 	// next-hop domain itself (implicit MX), or the configuration named
 	// it (a relay in brackets).
 	vouched bool
+	// port is the port of the TLSA owner name (_PORT._tcp.<name>): a
+	// relay's port (RFC 7672 §2.2.2); 25 if 0.
+	port int
+}
+
+func (h mxHost) tlsaPort() int {
+	if h.port == 0 {
+		return 25
+	}
+	return h.port
 }
 
 // lookupMX resolves the MX hosts of domain and their addresses, leaving

@@ -46,7 +46,7 @@ func (e *Engine) localRequirement(ctx context.Context, entry *localpolicy.Entry,
 		outcome := daneNone
 		var dreq Requirement
 		if secureDNS {
-			outcome, dreq, err = e.daneHost(ctx, nexthop, h.name, h.addrs)
+			outcome, dreq, err = e.daneHost(ctx, nexthop, h)
 			if outcome == daneDefer {
 				return req, false, err
 			}
@@ -69,22 +69,4 @@ func (e *Engine) localRequirement(ctx context.Context, entry *localpolicy.Entry,
 		return req, false, fmt.Errorf("local policy: unknown level %v", entry.Level)
 	}
 	return req, true, nil
-}
-
-// localRelayRequirement applies a local policy entry for the relay host.
-func (e *Engine) localRelayRequirement(h mxHost) (Requirement, bool) {
-	if e.Local == nil || e.Relay == nil {
-		return Requirement{}, false
-	}
-	entry, ok := e.Local.LookupNexthop(e.Relay.Host, e.Relay.Port, e.Relay.MXLookup)
-	if !ok {
-		return Requirement{}, false
-	}
-	h.addrs.Name = h.name
-	req, ok, err := e.localRequirement(context.Background(), entry, e.Relay.Host, h, false)
-	if err != nil || !ok {
-		// dane-only for a relay without DNSSEC: nothing qualifies.
-		return Requirement{Source: SourceLocal, Level: LevelDANE, Mode: entry.Level.String()}, true
-	}
-	return req, true
 }

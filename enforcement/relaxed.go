@@ -13,14 +13,15 @@ const ModeTLSRequiredNo = "encrypt (TLS-Required: No)"
 // MTA-STS or the local policy demand.
 func (e *Engine) RelaxedRoute(ctx context.Context, domain string) (*Route, error) {
 	if e.Relay != nil {
-		r, err := e.relayRoute(ctx, domain)
+		hosts, _, err := e.relayHosts(ctx, domain)
 		if err != nil {
 			return nil, err
 		}
-		for i := range r.Hosts {
-			r.Hosts[i].Req = relaxed(e.MinVersion)
+		route := &Route{Domain: domain, Relay: true}
+		for _, h := range hosts {
+			route.Hosts = append(route.Hosts, relayHost(h, e.Relay, relaxed(e.MinVersion)))
 		}
-		return r, nil
+		return route, nil
 	}
 	_, hosts, err := e.lookupMX(ctx, domain)
 	if err != nil {
