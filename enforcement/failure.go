@@ -21,6 +21,7 @@ const (
 	KindRequireTLS                  // 550 5.7.30
 	KindLocal                       // 451 4.3.0: our own state is unavailable
 	KindAuth                        // 451 4.7.8: the relay refused our credentials
+	KindSMTPUTF8                    // 550 5.6.7: the MX does not support SMTPUTF8 (RFC 6531 §3.4)
 )
 
 func (k Kind) String() string {
@@ -45,6 +46,8 @@ func (k Kind) String() string {
 		return "local"
 	case KindAuth:
 		return "relay-auth"
+	case KindSMTPUTF8:
+		return "smtputf8"
 	}
 	return fmt.Sprintf("unknown(%d)", int(k))
 }

@@ -48,6 +48,8 @@ func Reply(err error) *smtp.SMTPError {
 		ec = smtp.EnhancedCode{4, 7, 8}
 	case enforcement.KindRequireTLS:
 		code, ec = 550, smtp.EnhancedCode{5, 7, 30}
+	case enforcement.KindSMTPUTF8:
+		code, ec = 550, smtp.EnhancedCode{5, 6, 7}
 	}
 	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: f.Error()}
 }

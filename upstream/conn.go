@@ -43,35 +43,35 @@ func (c *Conn) Supports(ext string) bool {
 }
 
 // Mail sends MAIL FROM. An upstream refusal comes back as *smtp.SMTPError
-// (relay it verbatim); a broken connection as *enforcement.Failure.
+// (relay it verbatim); a broken connection as *enforcement.Failure, and so
+// does a parameter that the MX or the route cannot honour (KindSMTPUTF8,
+// KindRequireTLS), before anything is sent.
 func (c *Conn) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil && opts.UTF8 && !c.Supports("SMTPUTF8") {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
-			Message: c.Route.Domain + ": " + c.Host.Name + ": MX does not support SMTPUTF8"}
+		return c.refuse(enforcement.KindSMTPUTF8, "MX does not support SMTPUTF8")
 	}
 	if opts != nil && opts.RequireTLS {
 		// Open skipped hosts without REQUIRETLS on a route that
 		// Route.RequireTLS vetted; anything else is refused here.
 		switch {
 		case !c.Route.REQUIRETLS:
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 30},
-				Message: c.Route.Domain + ": " + c.Host.Name + ": route not vetted for REQUIRETLS"}
+			return c.refuse(enforcement.KindRequireTLS, "route not vetted for REQUIRETLS")
 		case !c.Supports("REQUIRETLS"):
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 30},
-				Message: c.Route.Domain + ": " + c.Host.Name + ": MX does not support REQUIRETLS"}
+			return c.refuse(enforcement.KindRequireTLS, "MX does not support REQUIRETLS")
 		}
 	}
 	return c.result("MAIL", c.client.Mail(quoteAddress(from), opts))
 }
 
+// refuse is a transaction that this connection cannot carry; the
+// connection itself stays usable.
+func (c *Conn) refuse(kind enforcement.Kind, reason string) error {
+	return &enforcement.Failure{Kind: kind, Domain: c.Route.Domain, Host: c.Host.Name, Reason: reason}
+}
+
 // Rcpt sends RCPT TO, with the same error convention as Mail.
 func (c *Conn) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return c.result("RCPT", c.client.Rcpt(quoteAddress(to), opts))
-}
-
-// Reset sends RSET.
-func (c *Conn) Reset() error {
-	return c.result("RSET", c.client.Reset())
 }
 
 // Data streams the message from r and returns the server's final reply
@@ -203,23 +203,23 @@ func relayable(se *smtp.SMTPError) *smtp.SMTPError {
 	return &out
 }
 
-// parseEnhanced splits "2.0.0 Ok: queued" into code and text.
+// parseEnhanced splits "2.0.0 Ok: queued" into code and text. The code
+// must be a status-code of RFC 3463 §2 in canonical form (class 2, 4 or
+// 5, subject and detail of one to three digits without leading zeros) and
+// end at a space or at the end; otherwise the whole text is the text and
+// the code NoEnhancedCode, so that the reply is relayed as it came.
 func parseEnhanced(text string) (smtp.EnhancedCode, string) {
 	first, rest, _ := strings.Cut(text, " ")
 	parts := strings.Split(first, ".")
-	if len(parts) != 3 {
+	if len(parts) != 3 || len(parts[0]) != 1 || !strings.Contains("245", parts[0]) {
 		return smtp.NoEnhancedCode, text
 	}
 	var code smtp.EnhancedCode
 	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || n > 999 {
+		if p == "" || len(p) > 3 || (len(p) > 1 && p[0] == '0') || strings.Trim(p, "0123456789") != "" {
 			return smtp.NoEnhancedCode, text
 		}
-		code[i] = n
-	}
-	if code[0] < 2 || code[0] > 5 {
-		return smtp.NoEnhancedCode, text
+		code[i], _ = strconv.Atoi(p)
 	}
 	return code, rest
 }

@@ -112,9 +112,8 @@ func TestMailRefusesREQUIRETLSOnAnUnvettedRoute(t *testing.T) {
 	}
 	defer c.Close()
 	err = c.Mail("a@example.test", &smtp.MailOptions{RequireTLS: true})
-	se, ok := err.(*smtp.SMTPError)
-	if !ok || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 30}) {
-		t.Fatalf("MAIL REQUIRETLS on a floor route: %v, want 550 5.7.30", err)
+	if f, ok := enforcement.AsFailure(err); !ok || f.Kind != enforcement.KindRequireTLS {
+		t.Fatalf("MAIL REQUIRETLS on a floor route: %v, want a REQUIRETLS failure (550 5.7.30)", err)
 	}
 	if mx.SawMailFrom() {
 		t.Fatal("the MX saw MAIL FROM")
