@@ -54,6 +54,10 @@ type Config struct {
 	DNSTimeout      time.Duration `env:"DNS_TIMEOUT" envDefault:"5s" form:"a Go duration, e.g. 5s"`
 	HonorTLSReqNo   bool          `env:"HONOR_TLS_REQUIRED_NO" envDefault:"false" form:"true or false"`
 
+	// Transparent interception.
+	TProxyListen string `env:"TPROXY_LISTEN" form:"comma-separated host:port addresses for nftables tproxy, e.g. [::]:2526"`
+	UpstreamMark string `env:"UPSTREAM_MARK" envDefault:"0" form:"a firewall mark from 0 (none) to 4294967295, decimal or 0x hexadecimal, e.g. 0x25"`
+
 	// What one client may take of the inbound side.
 	MaxConnectionsPerIP int           `env:"MAX_CONNECTIONS_PER_IP" envDefault:"20" form:"a positive number"`
 	ReservedConns       int           `env:"RESERVED_CONNECTIONS" form:"a number from 0 to MAX_CONNECTIONS-1"`
@@ -66,6 +70,8 @@ type Config struct {
 	// Derived values, filled by parseConfig.
 	limits    proxy.Limits
 	listen    []string
+	tproxy    []string
+	mark      int
 	networks  []netip.Prefix
 	resolvers []string
 	floor     enforcement.Level
@@ -100,6 +106,17 @@ func parseConfig(environ map[string]string) (*Config, error) {
 	if len(c.listen) == 0 {
 		return nil, bad("Listen", c.Listen, "no address")
 	}
+	for _, a := range splitList(c.TProxyListen) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, bad("TProxyListen", c.TProxyListen, err.Error())
+		}
+		c.tproxy = append(c.tproxy, a)
+	}
+	mark, err := strconv.ParseUint(strings.TrimSpace(c.UpstreamMark), 0, 32)
+	if err != nil {
+		return nil, bad("UpstreamMark", c.UpstreamMark, "")
+	}
+	c.mark = int(mark)
 	if c.Hostname == "" {
 		h, err := os.Hostname()
 		if err != nil {

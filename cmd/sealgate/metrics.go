@@ -17,6 +17,8 @@ type metrics struct {
 	reg      *prometheus.Registry
 	verdicts *prometheus.CounterVec
 	refused  *prometheus.CounterVec
+	// intercepted counts by how, never by address (cardinality).
+	intercepted *prometheus.CounterVec
 }
 
 func newMetrics(w *certs.Watcher) *metrics {
@@ -29,9 +31,14 @@ func newMetrics(w *certs.Watcher) *metrics {
 	m.reg.MustRegister(m.verdicts)
 	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sealgate_connections_refused_total",
-		Help: "Inbound connections refused or cut, by reason: capacity, reserved, per_address, idle, slow, auth_failures.",
+		Help: "Inbound connections refused or cut, by reason: capacity, reserved, per_address, idle, slow, auth_failures, loop.",
 	}, []string{"reason"})
 	m.reg.MustRegister(m.refused)
+	m.intercepted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sealgate_intercepted_connections_total",
+		Help: "Inbound connections the kernel redirected to sealgate, by how: redirect (nftables redirect, SO_ORIGINAL_DST) or tproxy.",
+	}, []string{"how"})
+	m.reg.MustRegister(m.intercepted)
 	m.reg.MustRegister(&expiryCollector{w: w, desc: prometheus.NewDesc(
 		"sealgate_certificate_expiry_timestamp_seconds",
 		"NotAfter of each certificate sealgate holds (inbound, client), as a Unix time.",
@@ -54,9 +61,16 @@ func (m *metrics) ConnectionRefused(reason string) {
 	m.refused.WithLabelValues(reason).Inc()
 }
 
+// ConnectionIntercepted counts an intercepted inbound connection
+// (proxy.InterceptRecorder).
+func (m *metrics) ConnectionIntercepted(how string) {
+	m.intercepted.WithLabelValues(how).Inc()
+}
+
 var (
-	_ enforcement.Recorder = (*metrics)(nil)
-	_ proxy.Recorder       = (*metrics)(nil)
+	_ enforcement.Recorder    = (*metrics)(nil)
+	_ proxy.Recorder          = (*metrics)(nil)
+	_ proxy.InterceptRecorder = (*metrics)(nil)
 )
 
 func (m *metrics) handler() http.Handler {

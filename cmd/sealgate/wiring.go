@@ -42,6 +42,7 @@ func newRouting(cfg *Config, dns *resolver.Resolver, sts enforcement.STSSource, 
 	deliver := &upstream.Deliverer{
 		Hostname:       cfg.Hostname,
 		Port:           cfg.MXPort,
+		Mark:           cfg.mark,
 		Verifier:       &enforcement.Verifier{Recorder: rec},
 		ConnectTimeout: cfg.ConnectTimeout,
 		CommandTimeout: cfg.CommandTimeout,
