@@ -24,6 +24,9 @@ import (
 	"sealgate/enforcement"
 )
 
+// maxAttempts bounds the addresses Open tries for one route.
+const maxAttempts = 10
+
 // DialFunc opens a TCP connection.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -54,8 +57,6 @@ type Deliverer struct {
 	// DataTimeout bounds each write of the body and the final reply
 	// (10 minutes if 0).
 	DataTimeout time.Duration
-	// MaxAddresses limits the addresses tried per delivery (10 if 0).
-	MaxAddresses int
 	// RelayUsername and RelayPassword, if set, authenticate to a relay
 	// route (smarthost) with SASL PLAIN or LOGIN after TLS.
 	RelayUsername, RelayPassword string
@@ -90,14 +91,10 @@ func orDefault(v, def time.Duration) time.Duration {
 func (d *Deliverer) Open(ctx context.Context, route *enforcement.Route) (*Conn, error) {
 	var worst *enforcement.Failure
 	var noREQUIRETLS []string
-	limit := d.MaxAddresses
-	if limit <= 0 {
-		limit = 10
-	}
 	tried := 0
 	for _, h := range route.Hosts {
 		for _, a := range h.Addrs {
-			if tried == limit {
+			if tried == maxAttempts {
 				break
 			}
 			tried++
