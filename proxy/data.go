@@ -14,7 +14,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sealgate/enforcement"
-	"sealgate/upstream"
 )
 
 // dataRun is one message being received and relayed.
@@ -30,7 +29,8 @@ import (
 // with a dot), and whatever Data still does is discarded.
 type dataRun struct {
 	mu        sync.Mutex
-	up        *upstream.Conn
+	up        Upstream
+	ctx       context.Context
 	cancel    context.CancelFunc
 	abandoned bool
 
@@ -79,7 +79,7 @@ func (r *dataRun) wait() {
 
 // attach gives the run the upstream connection it relays to. It reports
 // false, and cuts up, when the run was abandoned already.
-func (r *dataRun) attach(up *upstream.Conn) bool {
+func (r *dataRun) attach(up Upstream) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.abandoned {
@@ -105,7 +105,7 @@ func (r *dataRun) abandon() {
 // finish ends the run from Data's side and returns its upstream
 // connection, or nil when the run was abandoned (the connection is then
 // closed here).
-func (r *dataRun) finish() *upstream.Conn {
+func (r *dataRun) finish() Upstream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cancel()
@@ -118,75 +118,50 @@ func (r *dataRun) finish() *upstream.Conn {
 	return up
 }
 
-// dataTx is what Data needs of the transaction, copied when it starts so
-// that the connection goroutine may go on (and start another
-// transaction) once the run is abandoned.
-type dataTx struct {
-	run *dataRun
-	ctx context.Context
-
-	id, from     string
-	mailOpts     *smtp.MailOptions
-	rcpts        []string
-	up           *upstream.Conn
-	pending      []pendingRcpt
-	pendingRoute *enforcement.Route
-	pendingCause *smtp.SMTPError
-	started      time.Time
-	user         string
-	log          *slog.Logger
-}
-
 var errNoRecipients = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no valid recipients"}
 
-// beginData hands the transaction's upstream connection to a new run.
-// In the BDAT case it runs on go-smtp's goroutine before the first read
-// of the body, while the connection goroutine waits for that read.
-func (ss *session) beginData(r io.Reader) (*dataTx, error) {
+// beginData hands the transaction to a new run, which owns it until Data
+// returns. In the BDAT case it runs on go-smtp's goroutine before the
+// first read of the body, while the connection goroutine waits for that
+// read.
+func (ss *session) beginData(r io.Reader) (*transaction, *dataRun, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.lost != nil {
-		return nil, ss.lost
+	t := ss.tx
+	if t == nil {
+		return nil, nil, errNoRecipients
 	}
-	if ss.up == nil && len(ss.pending) == 0 {
-		return nil, errNoRecipients
+	if t.lost != nil {
+		return nil, nil, t.lost
+	}
+	if t.up == nil && len(t.pending) == 0 {
+		return nil, nil, errNoRecipients
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pipe, _ := r.(*io.PipeReader)
-	tx := &dataTx{
-		run: &dataRun{up: ss.up, cancel: cancel, done: make(chan struct{}), pipe: pipe},
-		ctx: ctx,
-		id:  ss.id, from: ss.from, mailOpts: ss.mailOpts,
-		rcpts:   append([]string(nil), ss.rcpts...),
-		up:      ss.up,
-		pending: append([]pendingRcpt(nil), ss.pending...), pendingRoute: ss.pendingRoute, pendingCause: ss.pendingCause,
-		started: ss.started, user: ss.user, log: ss.log,
-	}
-	ss.up = nil
-	ss.run = tx.run
-	return tx, nil
+	run := &dataRun{up: t.up, ctx: ctx, cancel: cancel, done: make(chan struct{}), pipe: pipe}
+	ss.tx, ss.run = nil, run
+	return t, run, nil
 }
 
-// endData returns the upstream connection of a run that was not
-// abandoned to the transaction, which Reset then closes.
-func (ss *session) endData(tx *dataTx) {
-	defer close(tx.run.done)
-	up := tx.run.finish()
+// endData gives the transaction of a run that was not abandoned back to
+// the session, whose Reset then closes its upstream connection.
+func (ss *session) endData(t *transaction, run *dataRun) {
+	defer close(run.done)
+	up := run.finish()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.run != tx.run {
-		// Abandoned: the transaction is gone, the connection closed.
+	if ss.run != run {
+		// Abandoned: the transaction is over, the connection closed.
+		t.up = nil
 		return
 	}
 	ss.run = nil
-	if up == nil {
-		return
+	t.up = up
+	if up != nil && up.Broken() {
+		t.dropUpstream()
 	}
-	if up.Broken() {
-		up.Close()
-		return
-	}
-	ss.up = up
+	ss.tx = t
 }
 
 // abandonData abandons the message being received, if any.
@@ -202,11 +177,11 @@ func (ss *session) abandonData() {
 }
 
 func (ss *session) Data(r io.Reader) error {
-	tx, err := ss.beginData(r)
+	t, run, err := ss.beginData(r)
 	if err != nil {
 		return err
 	}
-	defer ss.endData(tx)
+	defer ss.endData(t, run)
 	check := newBodyReader(r)
 	check.atEOF = func() error {
 		if peerClosed(ss.clientNC) {
@@ -216,30 +191,31 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	body := &renewingReader{r: check, conn: ss.clientNC, timeout: ss.s.opts.DataTimeout}
 	var in io.Reader = body
-	if tx.up == nil {
-		if in, err = ss.openPending(tx, in); err != nil {
-			tx.log.Info("conditional recipients deferred", "reason", err.Error())
+	if t.up == nil {
+		if in, err = t.openPending(run, in); err != nil {
+			t.log.Info("conditional recipients deferred", "reason", err.Error())
 			return Reply(err)
 		}
 	}
-	up := tx.up
+	up := t.up
+	peer := up.Peer()
 	info := receivedInfo{
 		Helo:       ss.helo,
 		RemoteIP:   ss.remote.String(),
 		By:         ss.s.opts.Hostname,
-		ID:         tx.id,
+		ID:         t.id,
 		InboundTLS: ss.inTLS,
-		Authed:     tx.user != "",
-		Upstream:   up.Host.Name,
-		UpTLS:      up.TLS,
-		Verified:   up.Verdict.Detail,
+		Authed:     t.user != "",
+		Upstream:   peer.Host.Name,
+		UpTLS:      peer.TLS,
+		Verified:   peer.Verdict.Detail,
 		Date:       ss.s.opts.Now(),
 	}
-	if len(tx.rcpts) == 1 {
-		info.For = tx.rcpts[0]
+	if len(t.rcpts) == 1 {
+		info.For = t.rcpts[0]
 	}
 	final, err := up.Data(info.header(), in)
-	ss.logDelivery(tx, up, final, err, body.n)
+	ss.logDelivery(t, peer, final, err, body.n)
 	if err != nil {
 		return dataReply(err, ss.s.opts.MaxLineLength)
 	}
@@ -270,9 +246,9 @@ func dataReply(err error, maxLine int) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "message not received completely: " + err.Error()}
 }
 
-func (ss *session) logDelivery(tx *dataTx, up *upstream.Conn, final *smtp.SMTPError, err error, n int64) {
+func (ss *session) logDelivery(t *transaction, up Peer, final *smtp.SMTPError, err error, n int64) {
 	attrs := []slog.Attr{
-		slog.String("id", tx.id),
+		slog.String("id", t.id),
 		slog.String("domain", up.Route.Domain),
 		slog.String("mx", up.Host.Name),
 		slog.String("ip", up.Addr),
@@ -281,18 +257,18 @@ func (ss *session) logDelivery(tx *dataTx, up *upstream.Conn, final *smtp.SMTPEr
 		slog.String("policy", up.Host.Req.Describe()),
 		slog.Bool("authenticated", up.Verdict.Authenticated),
 		slog.String("verification", up.Verdict.Detail),
-		slog.Int("rcpts", len(tx.rcpts)),
+		slog.Int("rcpts", len(t.rcpts)),
 		slog.Int64("bytes", n),
-		slog.Duration("duration", time.Since(tx.started)),
+		slog.Duration("duration", time.Since(t.started)),
 	}
 	switch {
 	case err != nil:
 		r := dataReply(err, ss.s.opts.MaxLineLength)
 		attrs = append(attrs, slog.Int("reply", r.Code), slog.String("text", r.Message), slog.String("error", err.Error()))
-		tx.log.LogAttrs(context.Background(), slog.LevelWarn, "delivery failed", attrs...)
+		t.log.LogAttrs(context.Background(), slog.LevelWarn, "delivery failed", attrs...)
 	default:
 		attrs = append(attrs, slog.Int("reply", final.Code), slog.String("text", final.Message))
-		tx.log.LogAttrs(context.Background(), slog.LevelInfo, "delivery", attrs...)
+		t.log.LogAttrs(context.Background(), slog.LevelInfo, "delivery", attrs...)
 	}
 }
 

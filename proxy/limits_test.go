@@ -366,7 +366,7 @@ func newMXWorld(t *testing.T) *mxWorld {
 		Verifier: &enforcement.Verifier{},
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
-	return &mxWorld{mx: mx, router: hostRouter{host}, opener: d}
+	return &mxWorld{mx: mx, router: hostRouter{host}, opener: Deliverer(d)}
 }
 
 // hostRouter routes every domain to one host.

@@ -70,13 +70,13 @@ func newGateway(t testing.TB, cert *tls.Certificate, maxBytes int64) *gateway {
 		DataTimeout:     sessionWait,
 		UpstreamTimeout: sessionWait,
 		Router:          mxRouter{host: host},
-		Opener: &upstream.Deliverer{
+		Opener: Deliverer(&upstream.Deliverer{
 			Hostname:       "gw.example.test",
 			Verifier:       &enforcement.Verifier{},
 			CommandTimeout: sessionWait,
 			DataTimeout:    sessionWait,
 			Log:            discard,
-		},
+		}),
 		Log: discard,
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -18,7 +18,6 @@ import (
 
 	"sealgate/certs"
 	"sealgate/enforcement"
-	"sealgate/upstream"
 )
 
 // staticRouter resolves every domain to one route or fails.
@@ -38,7 +37,7 @@ func (r staticRouter) RelaxedRoute(ctx context.Context, domain string) (*enforce
 // failOpener never reaches an MX.
 type failOpener struct{}
 
-func (failOpener) Open(_ context.Context, route *enforcement.Route) (*upstream.Conn, error) {
+func (failOpener) Open(_ context.Context, route *enforcement.Route) (Upstream, error) {
 	return nil, &enforcement.Failure{Kind: enforcement.KindNoSTARTTLS, Domain: route.Domain, Policy: "floor encrypt", Host: "mx." + route.Domain, Reason: "STARTTLS not offered"}
 }
 

@@ -20,7 +20,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sealgate/enforcement"
-	"sealgate/upstream"
 )
 
 // Router works out the route for a recipient domain.
@@ -30,15 +29,7 @@ type Router interface {
 	RelaxedRoute(ctx context.Context, domain string) (*enforcement.Route, error)
 }
 
-// Opener opens a verified upstream connection for a route.
-type Opener interface {
-	Open(ctx context.Context, route *enforcement.Route) (*upstream.Conn, error)
-}
-
-var (
-	_ Router = (*enforcement.Engine)(nil)
-	_ Opener = (*upstream.Deliverer)(nil)
-)
+var _ Router = (*enforcement.Engine)(nil)
 
 // Options configure a Server. Zero values take the documented defaults.
 type Options struct {

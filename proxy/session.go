@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -16,7 +15,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sealgate/enforcement"
-	"sealgate/upstream"
 )
 
 // session is one inbound SMTP session. go-smtp makes a new one at EHLO
@@ -29,30 +27,9 @@ type session struct {
 	user    string
 	log     *slog.Logger
 
-	// transaction state
-	id       string
-	from     string
-	mailOpts *smtp.MailOptions
-	up       *upstream.Conn
-	route    *enforcement.Route // the route of up
-	routes   map[string]*enforcement.Route
-	rcpts    []string
-	started  time.Time
-
-	// lost is set when the upstream connection broke after recipients
-	// were accepted: the transaction can no longer succeed, every later
-	// RCPT and the DATA get 4xx so that the client sends it again.
-	lost error
-	// failed remembers why a domain could not be resolved, and
-	// failedRoutes why the upstream of a route could not be opened, so
-	// that further recipients in the transaction do not try again.
-	failed       map[string]error
-	failedRoutes []routeFailure
-
-	// recipients accepted on condition of TLS-Required: No
-	pending      []pendingRcpt
-	pendingRoute *enforcement.Route
-	pendingCause *smtp.SMTPError
+	// tx is the transaction in progress, nil outside one and while a
+	// run owns it (see data.go).
+	tx *transaction
 
 	// What Data needs of the connection, read at EHLO: with CHUNKING,
 	// Data runs in its own goroutine and must not read go-smtp's
@@ -61,7 +38,7 @@ type session struct {
 	inTLS    *tls.ConnectionState
 	clientNC net.Conn
 
-	// mu guards run, the message being received (see data.go).
+	// mu guards tx and run, the message being received (see data.go).
 	mu  sync.Mutex
 	run *dataRun
 }
@@ -135,12 +112,22 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 10}, Message: "REQUIRETLS needs STARTTLS first"}
 		}
 	}
-	ss.id = newID()
-	ss.from = from
-	ss.mailOpts = opts
-	ss.started = time.Now()
-	ss.routes = map[string]*enforcement.Route{}
-	ss.failed = map[string]error{}
+	ss.mu.Lock()
+	ss.tx = &transaction{
+		router:   ss.s.opts.Router,
+		opener:   ss.s.opts.Opener,
+		timeout:  ss.s.opts.UpstreamTimeout,
+		waive:    ss.s.opts.HonorTLSRequiredNo,
+		log:      ss.log,
+		id:       newID(),
+		from:     from,
+		mailOpts: opts,
+		started:  time.Now(),
+		user:     ss.user,
+		routes:   map[string]*enforcement.Route{},
+		failed:   map[string]error{},
+	}
+	ss.mu.Unlock()
 	return nil
 }
 
@@ -156,7 +143,13 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !ok {
 		return errBadAddress
 	}
-	if err := ss.rcpt(to, domain, opts); err != nil {
+	ss.mu.Lock()
+	t := ss.tx
+	ss.mu.Unlock()
+	if t == nil {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
+	}
+	if err := t.rcpt(to, domain, opts); err != nil {
 		r := Reply(err)
 		if r == errInternal {
 			ss.log.Error("recipient failed", "rcpt", to, "error", err)
@@ -164,69 +157,6 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			ss.log.Info("recipient refused", "rcpt", to, "domain", domain, "reply", r.Code, "text", r.Message)
 		}
 		return r
-	}
-	ss.rcpts = append(ss.rcpts, to)
-	return nil
-}
-
-func (ss *session) rcpt(to, domain string, opts *smtp.RcptOptions) error {
-	if ss.lost != nil {
-		return ss.lost
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ss.s.opts.UpstreamTimeout)
-	defer cancel()
-	if len(ss.pending) > 0 {
-		return ss.pend(ctx, to, domain, opts, nil)
-	}
-	route, ok := ss.routes[domain]
-	if !ok {
-		if err := ss.failed[domain]; err != nil {
-			return err
-		}
-		var err error
-		route, err = ss.s.opts.Router.Resolve(ctx, domain)
-		if err == nil && ss.mailOpts != nil && ss.mailOpts.RequireTLS {
-			route, err = route.RequireTLS()
-		}
-		if err != nil {
-			if ss.canWaive(err) {
-				return ss.pend(ctx, to, domain, opts, err)
-			}
-			ss.failed[domain] = err
-			return err
-		}
-		ss.routes[domain] = route
-	}
-	if ss.up == nil {
-		if err := ss.routeFailed(route); err != nil {
-			return err
-		}
-		up, err := ss.s.opts.Opener.Open(ctx, route)
-		if err != nil {
-			if ss.canWaive(err) {
-				return ss.pend(ctx, to, domain, opts, err)
-			}
-			ss.failedRoutes = append(ss.failedRoutes, routeFailure{route, err})
-			return err
-		}
-		if err := up.Mail(ss.from, ss.mailOpts); err != nil {
-			up.Close()
-			return err
-		}
-		ss.up = up
-		ss.route = route
-	} else if !route.Equal(ss.route) {
-		return otherRoute(domain)
-	}
-	if err := ss.up.Rcpt(to, opts); err != nil {
-		if ss.up.Broken() {
-			ss.dropUpstream()
-			if len(ss.rcpts) > 0 {
-				ss.lost = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-					Message: domain + ": connection to the MX lost after recipients were accepted; send the message again"}
-			}
-		}
-		return err
 	}
 	return nil
 }
@@ -244,20 +174,12 @@ func (ss *session) Logout() error {
 // connection is cut without the end-of-data dot.
 func (ss *session) endTransaction() {
 	ss.abandonData()
-	if ss.up != nil {
-		ss.up.Close()
-		ss.up = nil
-	}
-	ss.from, ss.mailOpts, ss.route, ss.routes, ss.rcpts = "", nil, nil, nil, nil
-	ss.pending, ss.pendingRoute, ss.pendingCause = nil, nil, nil
-	ss.lost, ss.failed, ss.failedRoutes = nil, nil, nil
-}
-
-// dropUpstream forgets a broken upstream connection.
-func (ss *session) dropUpstream() {
-	if ss.up != nil {
-		ss.up.Close()
-		ss.up = nil
+	ss.mu.Lock()
+	t := ss.tx
+	ss.tx = nil
+	ss.mu.Unlock()
+	if t != nil {
+		t.close()
 	}
 }
 
@@ -286,21 +208,4 @@ func newID() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return strings.ToUpper(hex.EncodeToString(b[:]))
-}
-
-// routeFailure is why the upstream of a route could not be opened.
-type routeFailure struct {
-	route *enforcement.Route
-	err   error
-}
-
-// routeFailed returns why the upstream of route could not be opened in
-// this transaction, or nil.
-func (ss *session) routeFailed(route *enforcement.Route) error {
-	for _, f := range ss.failedRoutes {
-		if f.route.Equal(route) {
-			return f.err
-		}
-	}
-	return nil
 }

@@ -30,11 +30,11 @@ const maxHeaderPeek = 1 << 20
 // STARTTLS: the encrypt floor holds), only when the administrator allows
 // it, not for REQUIRETLS messages (RFC 8689 §5), and only before an
 // upstream transaction started.
-func (ss *session) canWaive(err error) bool {
-	if !ss.s.opts.HonorTLSRequiredNo || ss.up != nil {
+func (t *transaction) canWaive(err error) bool {
+	if !t.waive || t.up != nil {
 		return false
 	}
-	if ss.mailOpts != nil && ss.mailOpts.RequireTLS {
+	if t.mailOpts != nil && t.mailOpts.RequireTLS {
 		return false
 	}
 	f, ok := enforcement.AsFailure(err)
@@ -42,19 +42,19 @@ func (ss *session) canWaive(err error) bool {
 }
 
 // pend accepts a recipient on condition (see pendingRcpt).
-func (ss *session) pend(ctx context.Context, to, domain string, opts *smtp.RcptOptions, cause error) error {
-	if len(ss.pending) == 0 {
-		route, err := ss.s.opts.Router.RelaxedRoute(ctx, domain)
+func (t *transaction) pend(ctx context.Context, to, domain string, opts *smtp.RcptOptions, cause error) error {
+	if len(t.pending) == 0 {
+		route, err := t.router.RelaxedRoute(ctx, domain)
 		if err != nil {
 			return cause
 		}
-		ss.pendingRoute = route
-		ss.pendingCause = Reply(cause)
-	} else if domain != ss.pendingRoute.Domain {
+		t.pendingRoute = route
+		t.pendingCause = Reply(cause)
+	} else if domain != t.pendingRoute.Domain {
 		return otherRoute(domain)
 	}
-	ss.pending = append(ss.pending, pendingRcpt{to: to, opts: opts})
-	ss.log.Info("recipient accepted on condition of TLS-Required: No", "rcpt", to, "cause", ss.pendingCause.Message)
+	t.pending = append(t.pending, pendingRcpt{to: to, opts: opts})
+	t.log.Info("recipient accepted on condition of TLS-Required: No", "rcpt", to, "cause", t.pendingCause.Message)
 	return nil
 }
 
@@ -63,7 +63,7 @@ func (ss *session) pend(ctx context.Context, to, domain string, opts *smtp.RcptO
 // route and sends MAIL and RCPT. It returns the reader of the whole
 // message. The upstream connection goes to the run, so that an abandoned
 // message cuts it.
-func (ss *session) openPending(tx *dataTx, r io.Reader) (io.Reader, error) {
+func (t *transaction) openPending(run *dataRun, r io.Reader) (io.Reader, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	header, err := readHeader(br)
 	body := io.MultiReader(bytes.NewReader(header), br)
@@ -71,24 +71,24 @@ func (ss *session) openPending(tx *dataTx, r io.Reader) (io.Reader, error) {
 		return body, err
 	}
 	if !tlsRequiredNo(header) {
-		c := *tx.pendingCause
+		c := *t.pendingCause
 		c.Message += " (the message has no TLS-Required: No header field)"
 		return body, &c
 	}
-	ctx, cancel := context.WithTimeout(tx.ctx, ss.s.opts.UpstreamTimeout)
+	ctx, cancel := context.WithTimeout(run.ctx, t.timeout)
 	defer cancel()
-	up, err := ss.s.opts.Opener.Open(ctx, tx.pendingRoute)
+	up, err := t.opener.Open(ctx, t.pendingRoute)
 	if err != nil {
 		return body, err
 	}
-	if !tx.run.attach(up) {
+	if !run.attach(up) {
 		return body, errors.New("message abandoned by the client")
 	}
-	tx.up = up
-	if err := up.Mail(tx.from, tx.mailOpts); err != nil {
+	t.up, t.route = up, t.pendingRoute
+	if err := up.Mail(t.from, t.mailOpts); err != nil {
 		return body, err
 	}
-	for _, p := range tx.pending {
+	for _, p := range t.pending {
 		if err := up.Rcpt(p.to, p.opts); err != nil {
 			// One reply answers DATA for every recipient: defer the
 			// whole message rather than bounce recipients that were
@@ -98,7 +98,7 @@ func (ss *session) openPending(tx *dataTx, r io.Reader) (io.Reader, error) {
 				Message: "<" + p.to + "> refused at delivery under TLS-Required: No: " + r.Message}
 		}
 	}
-	tx.log.Info("delivering under TLS-Required: No", "domain", tx.pendingRoute.Domain, "mx", up.Host.Name)
+	t.log.Info("delivering under TLS-Required: No", "domain", t.pendingRoute.Domain, "mx", up.Peer().Host.Name)
 	return body, nil
 }
 
