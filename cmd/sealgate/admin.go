@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
+	"strconv"
 	"time"
 
+	"sealgate/enforcement"
 	"sealgate/enforcement/mtasts"
 	"sealgate/enforcement/store"
 )
@@ -65,9 +66,80 @@ func (o stsOps) show(ctx context.Context, domain string) (policyView, error) {
 
 func (o stsOps) refresh(ctx context.Context, domain string) (policyView, error) {
 	if _, err := o.mgr.Refresh(ctx, domain); err != nil {
+		if fromPolicySource(err) {
+			err = &sourceError{err}
+		}
 		return policyView{}, err
 	}
 	return o.show(ctx, domain)
+}
+
+// errPolicySource marks a failure at the domain's side: its TXT record
+// (missing, malformed, DNS failing) or its policy host.
+var errPolicySource = errors.New("MTA-STS policy source failed")
+
+// sourceError is a failure at the domain's side; its text is the cause's.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string   { return e.err.Error() }
+func (e *sourceError) Unwrap() []error { return []error{errPolicySource, e.err} }
+
+// fromPolicySource reports whether an error of Manager.Refresh arose at
+// the domain's side rather than in our store.
+func fromPolicySource(err error) bool {
+	var fe *mtasts.FetchError
+	return errors.As(err, &fe) ||
+		errors.Is(err, mtasts.ErrNoRecord) ||
+		errors.Is(err, mtasts.ErrMultipleRecords) ||
+		errors.Is(err, mtasts.ErrInvalidRecord) ||
+		errors.Is(err, enforcement.ErrDNSTemporary) ||
+		errors.Is(err, enforcement.ErrNotFound)
+}
+
+// httpStatuses maps the errors of the admin API to HTTP statuses, both
+// ways: the server answers with the status, the client (adminError) turns
+// it back into the error for errors.Is. Any other error is 500.
+var httpStatuses = []struct {
+	status int
+	err    error
+}{
+	{http.StatusNotFound, store.ErrNotFound},
+	{http.StatusBadRequest, store.ErrInvalid},
+	{http.StatusBadGateway, errPolicySource},
+}
+
+// statusOf returns the HTTP status that answers err.
+func statusOf(err error) int {
+	for _, s := range httpStatuses {
+		if errors.Is(err, s.err) {
+			return s.status
+		}
+	}
+	return http.StatusInternalServerError
+}
+
+// adminError is an error answer of the admin API as the client sees it.
+type adminError struct {
+	Status int
+	Msg    string
+}
+
+func (e *adminError) Error() string {
+	if e.Msg == "" {
+		return "admin API: " + strconv.Itoa(e.Status) + " " + http.StatusText(e.Status)
+	}
+	return e.Msg
+}
+
+// Is makes the answer match the error that the server mapped to its
+// status.
+func (e *adminError) Is(target error) bool {
+	for _, s := range httpStatuses {
+		if s.status == e.Status && s.err == target {
+			return true
+		}
+	}
+	return false
 }
 
 func (o stsOps) purge(ctx context.Context, domain string) error {
@@ -118,13 +190,7 @@ func adminHandler(ops stsOps, metrics http.Handler, log *slog.Logger) http.Handl
 func reply(w http.ResponseWriter, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		code := http.StatusInternalServerError
-		if errors.Is(err, store.ErrNotFound) {
-			code = http.StatusNotFound
-		} else if !strings.Contains(err.Error(), "store") {
-			code = http.StatusBadGateway
-		}
-		w.WriteHeader(code)
+		w.WriteHeader(statusOf(err))
 		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 		return
 	}

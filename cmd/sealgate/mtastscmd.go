@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -94,14 +94,16 @@ func viaAdmin(ctx context.Context, addr, verb, domain string) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		json.Unmarshal(body, &e)
-		return nil, errors.New(e.Error)
+		return nil, &adminError{Status: resp.StatusCode, Msg: e.Error}
 	}
 	return body, nil
 }
 
+// isNotRunning reports whether err says that no gateway listens at the
+// admin address; then the command opens the store itself. A gateway that
+// answers with an error, or not in time, is running and holds the store.
 func isNotRunning(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // locally runs the operation on the state store itself.
