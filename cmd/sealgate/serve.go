@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"sealgate/certs"
 	"sealgate/enforcement/mtasts"
 	"sealgate/enforcement/store"
@@ -177,7 +179,7 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 		g.proxy.Close()
 	}
 	wg.Wait()
-	if err != nil && !errors.Is(err, net.ErrClosed) && err.Error() != "smtp: server already closed" {
+	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtp.ErrServerClosed) {
 		return err
 	}
 	return nil
