@@ -73,6 +73,9 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err = wireInterception(cfg, deliver); err != nil {
+		return nil, err
+	}
 	if cfg.relay != nil {
 		log.Info("smarthost mode: every message goes through the relay", "relay", cfg.relay.String(), "auth", cfg.RelayUsername != "")
 	}
@@ -111,6 +114,8 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 		HonorTLSRequiredNo: cfg.HonorTLSReqNo,
 		Limits:             cfg.limits,
 		Metrics:            met,
+		Intercepts:         met,
+		OwnSockets:         deliver.Sockets,
 		Router:             engine,
 		Opener:             proxy.Deliverer(deliver),
 		Log:                log,
@@ -147,16 +152,9 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 			return err
 		}
 	}
-	var listeners []net.Listener
-	for _, a := range cfg.listen {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return &configError{fmt.Errorf("SEALGATE_LISTEN: %w", err)}
-		}
-		listeners = append(listeners, l)
+	listeners, err := listenAll(cfg, g.log)
+	if err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, len(listeners))
