@@ -1,17 +1,15 @@
 // Package certs holds key material: certificate key pairs loaded from PEM
-// files (swappable at run time without dropping sessions), CA bundles,
-// SPKI digests, and a self-signed certificate for development.
+// files (swappable at run time without dropping sessions), CA bundles, and
+// a self-signed certificate for development.
 package certs
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -19,29 +17,10 @@ import (
 	"time"
 )
 
-// KeyPair is a certificate that can be replaced while in use.
+// KeyPair is a certificate that can be replaced while in use. The zero
+// value holds none until Store.
 type KeyPair struct {
 	cert atomic.Pointer[tls.Certificate]
-}
-
-// NewKeyPair holds c.
-func NewKeyPair(c *tls.Certificate) *KeyPair {
-	k := &KeyPair{}
-	k.cert.Store(c)
-	return k
-}
-
-// LoadKeyPair reads a PEM certificate chain and key. Errors name the
-// files.
-func LoadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("key pair %s, %s: %w", certFile, keyFile, err)
-	}
-	if c.Leaf == nil {
-		return nil, errors.New("key pair " + certFile + ": no leaf certificate")
-	}
-	return &c, nil
 }
 
 // Store replaces the certificate; sessions in progress keep theirs.
@@ -92,13 +71,6 @@ func SelfSigned(hostname string) (*tls.Certificate, error) {
 		return nil, err
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
-}
-
-// SPKISHA256 returns the SHA-256 digest of the certificate's public key
-// (SubjectPublicKeyInfo), the pin form used by DANE "3 1 1" records.
-func SPKISHA256(c *x509.Certificate) []byte {
-	d := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return d[:]
 }
 
 // LoadPool reads a PEM CA bundle.

@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -15,48 +14,11 @@ import (
 	"sealgate/certs/certstest"
 )
 
-func TestLoadKeyPair(t *testing.T) {
-	dir := t.TempDir()
-	ca := certstest.NewCA(t, "root").Intermediate("issuing")
-	certFile, keyFile := ca.WriteFiles(dir, "mx.sealgate.test")
-	garbage := filepath.Join(dir, "garbage.pem")
-	if err := os.WriteFile(garbage, []byte("garbage"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	tests := []struct {
-		name      string
-		cert, key string
-		wantErr   bool
-		wantName  string // a file the error names
-	}{
-		{name: "good", cert: certFile, key: keyFile},
-		{name: "cert missing", cert: filepath.Join(dir, "none.pem"), key: keyFile, wantErr: true, wantName: "none.pem"},
-		{name: "key garbage", cert: certFile, key: garbage, wantErr: true, wantName: garbage},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := LoadKeyPair(tc.cert, tc.key)
-			if tc.wantErr {
-				if err == nil || !strings.Contains(err.Error(), tc.wantName) {
-					t.Fatalf("LoadKeyPair error = %v, want one naming %s", err, tc.wantName)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.Leaf == nil || len(c.Certificate) != 2 || c.Leaf.Subject.CommonName != "mx.sealgate.test" {
-				t.Errorf("loaded pair: leaf %v, chain of %d; want the leaf and its intermediate", c.Leaf, len(c.Certificate))
-			}
-		})
-	}
-}
-
 func TestKeyPairStore(t *testing.T) {
 	ca := certstest.NewCA(t, "root")
 	a, b := ca.Leaf("mx.sealgate.test"), ca.Leaf("mx.sealgate.test")
-	kp := NewKeyPair(&a)
+	kp := &KeyPair{}
+	kp.Store(&a)
 	held := kp.Certificate()
 	kp.Store(&b)
 	if held != &a {
@@ -84,22 +46,6 @@ func TestSelfSigned(t *testing.T) {
 	}
 	if _, err := tls.X509KeyPair(certstest.KeyPairPEM(t, *c)); err != nil {
 		t.Errorf("key does not match the certificate: %v", err)
-	}
-}
-
-func TestSPKISHA256(t *testing.T) {
-	ca := certstest.NewCA(t, "root")
-	key := certstest.NewKey(t)
-	a := ca.Issue(certstest.Names("mx.sealgate.test"), certstest.WithKey(key)).Leaf
-	b := ca.Issue(certstest.Names("mx.sealgate.test"), certstest.WithKey(key)).Leaf
-	if !bytes.Equal(SPKISHA256(a), certstest.SPKISHA256(a)) {
-		t.Errorf("SPKISHA256 differs from the reference digest")
-	}
-	if !bytes.Equal(SPKISHA256(a), SPKISHA256(b)) {
-		t.Errorf("two certificates of one key have different SPKI digests")
-	}
-	if bytes.Equal(SPKISHA256(a), SPKISHA256(ca.Certificate())) {
-		t.Errorf("different keys have the same SPKI digest")
 	}
 }
 

@@ -30,18 +30,6 @@ func Names(names ...string) Option {
 	}
 }
 
-// IPs adds IP address SANs.
-func IPs(ips ...net.IP) Option {
-	return func(c *issueConfig) {
-		c.tmpl.IPAddresses = append(c.tmpl.IPAddresses, ips...)
-	}
-}
-
-// CommonName sets the subject common name (by default the first DNS name).
-func CommonName(cn string) Option {
-	return func(c *issueConfig) { c.tmpl.Subject.CommonName = cn }
-}
-
 // NotBefore sets the start of the validity period.
 func NotBefore(t time.Time) Option {
 	return func(c *issueConfig) { c.tmpl.NotBefore = t }
@@ -77,12 +65,6 @@ func ClientAuth() Option {
 	return func(c *issueConfig) {
 		c.tmpl.ExtKeyUsage = append(c.tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
-}
-
-// ExtKeyUsage replaces the extended key usages (server auth by default);
-// with no argument the extension is left out.
-func ExtKeyUsage(usages ...x509.ExtKeyUsage) Option {
-	return func(c *issueConfig) { c.tmpl.ExtKeyUsage = usages }
 }
 
 // WithKey issues the certificate for key instead of a fresh one. key must be
