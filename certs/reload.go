@@ -148,18 +148,6 @@ func (w *Watcher) WatchPool(name, file string, set func(*x509.CertPool)) error {
 	})
 }
 
-// WatchFiles loads files now and whenever one of them changes: load gets
-// their contents in order and returns a function that puts the result in
-// force, or an error that keeps the material in force (logged after the
-// first load). It serves files other than key material that must follow
-// their changes, such as a policy table and the CA bundles it names.
-func (w *Watcher) WatchFiles(name string, files []string, load func(data [][]byte) (apply func(), err error)) error {
-	return w.register(name, files, func(data [][]byte) (*x509.Certificate, func(), error) {
-		apply, err := load(data)
-		return nil, apply, err
-	})
-}
-
 func (w *Watcher) register(name string, files []string, load func([][]byte) (*x509.Certificate, func(), error)) error {
 	e := &entry{name: name, load: load}
 	for _, f := range files {

@@ -146,3 +146,52 @@ func TestPolicyFileReload(t *testing.T) {
 		t.Errorf("MX got %d messages, want 2", len(mx.Messages()))
 	}
 }
+
+// TestPolicyFileReloadWatchesAddedTAFile: a tafile that an edit of the
+// policy file names for the first time, in a directory of its own, is
+// watched from that edit on: replacing it reloads the table.
+func TestPolicyFileReloadWatchesAddedTAFile(t *testing.T) {
+	w := newWorld(t)
+	private := certstest.NewCA(t, "private network CA")
+	leaf := private.Leaf("mx.x.test")
+	mx := w.mx("x.test", "mx.x.test", 10, upstreamtest.MXOptions{Certificate: &leaf})
+	// Without the tafile the private CA is not trusted.
+	policy := writePolicy(t, "x.test secure match=mx.x.test")
+	caDir := t.TempDir() // not the policy file's directory
+	caFile := filepath.Join(caDir, "ca.pem")
+	if err := os.WriteFile(caFile, private.PEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := w.start(map[string]string{"SEALGATE_POLICY_FILE": policy})
+
+	// sendUntil repeats a transaction until its RCPT reply is the wanted
+	// one (nil: accepted; else a 451 4.7.5).
+	sendUntil := func(what string, wantOK bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			res := g.send("a@legacy.sealgate.test", []string{"b@x.test"}, message(what))
+			if (res.Rcpt[0] == nil) == wantOK {
+				if !wantOK {
+					wantReply(t, what, res.Rcpt[0], 451, "4.7.5", "local policy secure")
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the gateway did not follow the change: %+v", what, res)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	sendUntil("secure without tafile", false)
+	replaceFile(t, policy, []byte("x.test secure tafile="+caFile+" match=mx.x.test\n"))
+	sendUntil("tafile of the private CA", true)
+
+	// Another CA's bundle in the added tafile: the MX is no longer trusted.
+	other := certstest.NewCA(t, "another CA")
+	replaceFile(t, caFile, other.PEM())
+	sendUntil("tafile replaced by another CA", false)
+	if len(mx.Messages()) == 0 {
+		t.Error("the MX got no message")
+	}
+}

@@ -8,6 +8,7 @@
 //	sealgate [serve]          run the gateway (configured by SEALGATE_* variables)
 //	sealgate check DOMAIN...  policy and live MX probe report
 //	sealgate mtasts ...       inspect and manage the MTA-STS policy cache
+//	sealgate policy ...       check a policy file, import the STARTTLS Everywhere list
 //	sealgate version          print the version
 package main
 
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCheck(args, stdout, stderr)
 	case "mtasts":
 		return runMTASTS(args, stdout, stderr)
+	case "policy":
+		return runPolicy(args, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sealgate %s (%s)\n", version, goVersion())
 		return 0
@@ -76,6 +79,10 @@ const usage = `usage:
   sealgate check [--json] DOMAIN...  policy and live MX probe; exit 0 when delivery would proceed
   sealgate mtasts list|show|refresh|purge [DOMAIN]
                                      inspect and manage the MTA-STS policy cache
+  sealgate policy check [--json] [FILE]
+                                     check a policy file and print its table
+  sealgate policy import-starttls-everywhere FILE
+                                     convert the STARTTLS Everywhere list into policy lines
   sealgate version                   print the version
 `
 

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sealgate/certs"
+	"sealgate/enforcement/localpolicy"
 	"sealgate/enforcement/mtasts"
 	"sealgate/enforcement/store"
 	"sealgate/proxy"
@@ -38,6 +39,7 @@ type gateway struct {
 	log     *slog.Logger
 	store   store.Store
 	watcher *certs.Watcher
+	local   *localpolicy.Live // nil without a policy file
 	metrics *metrics
 	sts     *mtasts.Manager
 	proxy   *proxy.Server
@@ -120,7 +122,8 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 		Opener:             proxy.Deliverer(deliver),
 		Log:                log,
 	})
-	return &gateway{log: log, watcher: watcher, metrics: met, store: st, sts: sts, proxy: srv}, nil
+	local, _ := engine.Local.(*localpolicy.Live)
+	return &gateway{log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, proxy: srv}, nil
 }
 
 func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
@@ -133,6 +136,7 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 	defer stopBG()
 	go g.sts.Run(bg, time.Hour, 24*time.Hour)
 	go g.watcher.Run(bg)
+	go g.local.Run(bg)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -144,6 +148,7 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 			case <-hup:
 				g.log.Info("SIGHUP: reloading key material and the local policy")
 				g.watcher.Reload()
+				g.local.Reload()
 			}
 		}
 	}()

@@ -33,7 +33,7 @@ func newRouting(cfg *Config, dns *resolver.Resolver, sts enforcement.STSSource, 
 		STS: sts, Relay: cfg.relay, Log: log,
 	}
 	if cfg.PolicyFile != "" {
-		local, err := loadLocalPolicy(cfg.PolicyFile, w, log)
+		local, err := loadLocalPolicy(cfg.PolicyFile, log)
 		if err != nil {
 			return nil, nil, &configError{fmt.Errorf("SEALGATE_POLICY_FILE: %w", err)}
 		}

@@ -1,6 +1,7 @@
 package localpolicy
 
 import (
+	"bytes"
 	"crypto/x509"
 	"fmt"
 	"path/filepath"
@@ -115,8 +116,9 @@ var unsupportedAttrs = map[string]string{
 }
 
 // parseEntry turns a logical line into an Entry. On error, the int is the
-// line to report.
-func parseEntry(base string, ll *logicalLine) (*Entry, int, error) {
+// line to report. The path of a tafile it names is appended to tafiles,
+// loaded or not.
+func parseEntry(base string, ll *logicalLine, tafiles *[]string) (*Entry, int, error) {
 	dt, toks, line, err := ll.split()
 	if err != nil {
 		return nil, line, err
@@ -140,7 +142,7 @@ func parseEntry(base string, ll *logicalLine) (*Entry, int, error) {
 	default:
 		return nil, lt.line, fmt.Errorf("%w %q for %s; want %s", ErrUnknownLevel, lt.text, dest, levelList)
 	}
-	b := &entryBuilder{e: &Entry{Destination: dest, Level: lvl, Line: dt.line}, base: base}
+	b := &entryBuilder{e: &Entry{Destination: dest, Level: lvl, Line: dt.line}, base: base, tafiles: tafiles}
 	for _, t := range toks[1:] {
 		if err := b.attr(t); err != nil {
 			return nil, t.line, err
@@ -156,6 +158,7 @@ func parseEntry(base string, ll *logicalLine) (*Entry, int, error) {
 type entryBuilder struct {
 	e         *Entry
 	base      string
+	tafiles   *[]string // every tafile path named, for watching
 	matchSeen bool
 	protoSeen bool
 }
@@ -241,6 +244,7 @@ func (b *entryBuilder) tafile(val string) error {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(b.base, path)
 	}
+	*b.tafiles = append(*b.tafiles, path)
 	pool, err := certs.LoadPool(path)
 	if err != nil {
 		return fmt.Errorf("%w for %s: %w", ErrTAFile, e.Destination, err)
@@ -286,4 +290,13 @@ func checkPattern(m string) error {
 		return fmt.Errorf("%q is neither hostname, nexthop, dot-nexthop nor a domain name or .domain", m)
 	}
 	return nil
+}
+
+// equal reports whether e and o are the same entry.
+func (e *Entry) equal(o *Entry) bool {
+	return e.Destination == o.Destination && e.Level == o.Level && e.Line == o.Line &&
+		slices.Equal(e.Match, o.Match) &&
+		slices.EqualFunc(e.Fingerprints, o.Fingerprints, bytes.Equal) &&
+		e.RootsFile == o.RootsFile && (e.Roots == o.Roots || e.Roots != nil && e.Roots.Equal(o.Roots)) &&
+		e.MinVersion == o.MinVersion && e.MaxVersion == o.MaxVersion
 }

@@ -43,3 +43,15 @@ func digestHint(n int) string {
 	}
 	return ""
 }
+
+// FormatFingerprint writes a digest the way Postfix and openssl x509
+// -fingerprint do, and the way match= takes it: upper-case hex pairs
+// separated by colons.
+func FormatFingerprint(d []byte) string {
+	h := strings.ToUpper(hex.EncodeToString(d))
+	pairs := make([]string, 0, len(h)/2)
+	for i := 0; i < len(h); i += 2 {
+		pairs = append(pairs, h[i:i+2])
+	}
+	return strings.Join(pairs, ":")
+}

@@ -2,7 +2,6 @@ package localpolicy
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -31,14 +30,7 @@ func digest(s string) []byte {
 
 // colonHex writes d the way openssl x509 -fingerprint does: upper-case
 // pairs separated by colons.
-func colonHex(d []byte) string {
-	h := strings.ToUpper(hex.EncodeToString(d))
-	pairs := make([]string, 0, len(h)/2)
-	for i := 0; i < len(h); i += 2 {
-		pairs = append(pairs, h[i:i+2])
-	}
-	return strings.Join(pairs, ":")
-}
+func colonHex(d []byte) string { return FormatFingerprint(d) }
 
 // parseString parses text as a file named name.
 func parseString(name, text string) (*Policy, error) {

@@ -30,7 +30,16 @@ func Load(path string) (*Policy, error) {
 // tafile is loaded now. On error, the result is nil and the error joins one
 // *ParseError per bad line (at most 20).
 func Parse(name string, r io.Reader) (*Policy, error) {
+	p, _, err := parse(name, r)
+	return p, err
+}
+
+// parse is Parse that also returns the path of every tafile the table
+// names, as opened, even when the table has errors (a tafile that cannot
+// be loaded included): what a live table must watch.
+func parse(name string, r io.Reader) (*Policy, []string, error) {
 	p := &Policy{File: name, byDest: make(map[string]*Entry)}
+	var tafiles []string
 	base := filepath.Dir(name)
 	var errs []error
 	fail := func(line int, err error) bool {
@@ -38,7 +47,7 @@ func Parse(name string, r io.Reader) (*Policy, error) {
 		return len(errs) < maxErrors
 	}
 	add := func(ll *logicalLine) bool {
-		e, line, err := parseEntry(base, ll)
+		e, line, err := parseEntry(base, ll, &tafiles)
 		if err != nil {
 			return fail(line, err)
 		}
@@ -84,9 +93,9 @@ func Parse(name string, r io.Reader) (*Policy, error) {
 		add(cur)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, tafiles, errors.Join(errs...)
 	}
-	return p, nil
+	return p, tafiles, nil
 }
 
 // logicalLine is one entry: its first physical line and continuations.

@@ -92,3 +92,17 @@ func (p *Policy) LookupNexthop(host string, port int, mxLookup bool) (*Entry, bo
 	}
 	return nil, false
 }
+
+// equal reports whether p and q hold the same entries in the same order,
+// the same CA certificates for each tafile included.
+func (p *Policy) equal(q *Policy) bool {
+	if p.Len() != q.Len() {
+		return false
+	}
+	for i, a := range p.Entries() {
+		if !a.equal(q.entries[i]) {
+			return false
+		}
+	}
+	return true
+}

@@ -128,3 +128,28 @@ func parseProtocols(val string) (uint16, uint16, error) {
 	}
 	return minV, maxV, nil
 }
+
+// Protocols returns the TLS versions that protocols= leaves e, in the
+// bounds form of Postfix's syntax (">=TLSv1.2", ">=TLSv1:<=TLSv1.2"), or
+// "" when the entry has no protocols attribute that bounds them.
+func (e *Entry) Protocols() string {
+	var parts []string
+	if e.MinVersion != 0 {
+		parts = append(parts, ">="+protocolName(e.MinVersion))
+	}
+	if e.MaxVersion != 0 {
+		parts = append(parts, "<="+protocolName(e.MaxVersion))
+	}
+	return strings.Join(parts, ":")
+}
+
+// protocolName is the Postfix name of a wire version, or its hexadecimal
+// form.
+func protocolName(v uint16) string {
+	for _, p := range tlsProtocols {
+		if p.code == v {
+			return p.name
+		}
+	}
+	return fmt.Sprintf("%04x", v)
+}

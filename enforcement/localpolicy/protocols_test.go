@@ -65,3 +65,44 @@ func TestParseProtocols(t *testing.T) {
 		})
 	}
 }
+
+func TestEntryProtocols(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string // protocols= value; "" for none
+		want string
+	}{
+		{name: "none given", in: "", want: ""},
+		{name: "lower bound", in: "!SSLv2:!SSLv3:!TLSv1:!TLSv1.1", want: ">=TLSv1.2"},
+		{name: "both bounds", in: ">=TLSv1:<=TLSv1.2", want: ">=TLSv1:<=TLSv1.2"},
+		{name: "only 1.3 excluded", in: "!TLSv1.3", want: ">=TLSv1:<=TLSv1.2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			text := "x.test encrypt\n"
+			if tc.in != "" {
+				text = "x.test encrypt protocols=" + tc.in + "\n"
+			}
+			p, err := parseString("policy.cf", text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, _ := p.Lookup("x.test")
+			if got := e.Protocols(); got != tc.want {
+				t.Errorf("Protocols() = %q, want %q", got, tc.want)
+			}
+			if tc.want == "" {
+				return
+			}
+			// The form printed parses back to the same bounds.
+			q, err := parseString("policy.cf", "x.test encrypt protocols="+e.Protocols()+"\n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, _ := q.Lookup("x.test")
+			if f.MinVersion != e.MinVersion || f.MaxVersion != e.MaxVersion {
+				t.Errorf("%q parses to %#04x-%#04x, want %#04x-%#04x", e.Protocols(), f.MinVersion, f.MaxVersion, e.MinVersion, e.MaxVersion)
+			}
+		})
+	}
+}
