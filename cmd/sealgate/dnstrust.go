@@ -3,7 +3,7 @@ package main
 import (
 	"strings"
 
-	"sealgate/upstream/resolver"
+	"sealgate/enforcement/resolver"
 )
 
 // trustAD is the resolver's decision whose AD flag to believe: only

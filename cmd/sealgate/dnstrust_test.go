@@ -7,8 +7,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"sealgate/upstream/resolver"
-	"sealgate/upstream/resolver/dnstest"
+	"sealgate/enforcement/resolver"
+	"sealgate/enforcement/resolver/dnstest"
 )
 
 func TestParseConfigDNSTrustAD(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 
 	"sealgate/certs"
 	"sealgate/enforcement"
+	"sealgate/enforcement/resolver"
 	"sealgate/upstream"
-	"sealgate/upstream/resolver"
 )
 
 // newResolver is the DNS client for SEALGATE_DNS_RESOLVER, or for the

@@ -10,7 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"sealgate/enforcement"
-	"sealgate/upstream/resolver/dnstest"
+	"sealgate/enforcement/resolver/dnstest"
 )
 
 func addrs(s ...string) []netip.Addr {

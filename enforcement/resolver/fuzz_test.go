@@ -10,7 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"sealgate/enforcement"
-	"sealgate/upstream/resolver"
+	"sealgate/enforcement/resolver"
 )
 
 // FuzzReply feeds arbitrary DNS replies (the resolver's outside input) to

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"sealgate/upstream/resolver"
-	"sealgate/upstream/resolver/dnstest"
+	"sealgate/enforcement/resolver"
+	"sealgate/enforcement/resolver/dnstest"
 )
 
 // noShuffle keeps MX hosts of equal preference in the server's order.

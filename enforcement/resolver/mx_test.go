@@ -9,7 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"sealgate/enforcement"
-	"sealgate/upstream/resolver/dnstest"
+	"sealgate/enforcement/resolver/dnstest"
 )
 
 func TestLookupMX(t *testing.T) {

@@ -11,8 +11,8 @@ import (
 
 	"sealgate/enforcement"
 	"sealgate/enforcement/dane"
-	"sealgate/upstream/resolver"
-	"sealgate/upstream/resolver/dnstest"
+	"sealgate/enforcement/resolver"
+	"sealgate/enforcement/resolver/dnstest"
 )
 
 func TestLookupTLSA(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 	"github.com/miekg/dns"
 
 	"sealgate/enforcement"
-	"sealgate/upstream/resolver"
-	"sealgate/upstream/resolver/dnstest"
+	"sealgate/enforcement/resolver"
+	"sealgate/enforcement/resolver/dnstest"
 )
 
 func TestQueryFlags(t *testing.T) {

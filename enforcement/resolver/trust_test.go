@@ -8,7 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"sealgate/upstream/resolver"
+	"sealgate/enforcement/resolver"
 )
 
 func TestTrustLoopback(t *testing.T) {

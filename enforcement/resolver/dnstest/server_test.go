@@ -13,7 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"sealgate/upstream/resolver/dnstest"
+	"sealgate/enforcement/resolver/dnstest"
 )
 
 type ask struct {
