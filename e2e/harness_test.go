@@ -150,8 +150,15 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","
 
 func startGateway(t testing.TB, env map[string]string) *gateway {
 	t.Helper()
+	return startGatewayCmd(t, exec.Command(binPath, "serve"), env)
+}
+
+// startGatewayCmd starts the gateway with cmd, which runs the binary
+// (inside a network namespace, say).
+func startGatewayCmd(t testing.TB, cmd *exec.Cmd, env map[string]string) *gateway {
+	t.Helper()
 	g := &gateway{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
-	g.cmd = exec.Command(binPath, "serve")
+	g.cmd = cmd
 	g.cmd.Env = envList(env)
 	g.cmd.Stderr = g.logs
 	g.cmd.Stdout = g.logs
