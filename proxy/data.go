@@ -216,6 +216,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	final, err := up.Data(info.header(), in)
 	ss.logDelivery(t, peer, final, err, body.n)
+	ss.s.recordData(t.rcpts, peer, final, err)
 	if err != nil {
 		return dataReply(err, ss.s.opts.MaxLineLength)
 	}

@@ -79,6 +79,9 @@ type Options struct {
 	// connections redirected back to it: they get 421 4.3.0, never a
 	// session.
 	OwnSockets OwnSockets
+	// Outcomes records delivered and deferred messages per recipient
+	// domain; nothing if nil.
+	Outcomes Outcomes
 	// Now is the clock for Received headers; time.Now if nil.
 	Now func() time.Time
 }
@@ -123,6 +126,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = noRecorder{}
+	}
+	if opts.Outcomes == nil {
+		opts.Outcomes = noOutcomes{}
 	}
 	opts.Limits = opts.Limits.withDefaults(opts.MaxConnections)
 	log := opts.Log

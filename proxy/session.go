@@ -151,6 +151,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	if err := t.rcpt(to, domain, opts); err != nil {
 		r := Reply(err)
+		ss.s.recordRefusal(domain, err, r)
 		if r == errInternal {
 			ss.log.Error("recipient failed", "rcpt", to, "error", err)
 		} else {
