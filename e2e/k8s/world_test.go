@@ -19,7 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sealgate/certs/certstest"
-	"sealgate/upstream/resolver/dnstest"
+	"sealgate/enforcement/resolver/dnstest"
 	"sealgate/upstream/upstreamtest"
 )
 
