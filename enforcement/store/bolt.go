@@ -23,6 +23,7 @@ var _ Store = (*Bolt)(nil)
 var (
 	policyBucket  = []byte("mtasts-policies")
 	counterBucket = []byte("counters")
+	lockBucket    = []byte("locks")
 )
 
 // boltLockTimeout bounds the wait for the file lock held by another
@@ -41,7 +42,7 @@ func OpenBolt(path string) (*Bolt, error) {
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{policyBucket, counterBucket} {
+		for _, name := range [][]byte{policyBucket, counterBucket, lockBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

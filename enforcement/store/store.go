@@ -44,6 +44,18 @@ type Store interface {
 	TakeCounters(ctx context.Context, bucket string) (map[string]int64, error)
 	// CounterBuckets returns the names of the existing buckets, sorted.
 	CounterBuckets(ctx context.Context) ([]string, error)
+	// AddCounters adds every delta to its field of bucket in one atomic
+	// step (a batch of TLS-RPT aggregates); fields with a zero delta are
+	// left alone.
+	AddCounters(ctx context.Context, bucket string, deltas map[string]int64) error
+
+	// TryLock takes the lock name for owner until ttl from now, or
+	// extends it when owner already holds it, and reports whether owner
+	// holds it (so that one replica sends the TLS-RPT reports). A lock
+	// whose time ran out is free.
+	TryLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+	// Unlock releases the lock name if owner holds it.
+	Unlock(ctx context.Context, name, owner string) error
 
 	// Ping checks that the store is usable (for readiness probes).
 	Ping(ctx context.Context) error

@@ -36,6 +36,9 @@ func Run(t *testing.T, fresh func(t *testing.T) Opener) {
 		{name: "Counters", fn: testCounters},
 		{name: "ConcurrentWriters", fn: testConcurrent},
 		{name: "Restart", fn: testRestart},
+		{name: "AddCounters", fn: testAddCounters},
+		{name: "Lock", fn: testLock},
+		{name: "LockSurvivesRestart", fn: testLockRestart},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
