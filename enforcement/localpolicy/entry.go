@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"sealgate/certs"
+	"sealgate/enforcement/dnsname"
 )
 
 // Entry is one destination's policy. Entries handed out by a Policy are
@@ -286,7 +287,7 @@ func checkPattern(m string) error {
 		return nil
 	}
 	d := strings.TrimSuffix(strings.TrimPrefix(strings.ToLower(m), "."), ".")
-	if !validHostname(d) {
+	if !dnsname.ValidPostfixName(d) {
 		return fmt.Errorf("%q is neither hostname, nexthop, dot-nexthop nor a domain name or .domain", m)
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"sealgate/enforcement/dnsname"
 )
 
 // normalizeDestination checks a table key and returns it lower-cased,
@@ -30,19 +32,19 @@ func normalizeDestination(raw string) (string, error) {
 	case strings.Contains(s, ":"):
 		host, port, _ := strings.Cut(s, ":")
 		host = strings.TrimSuffix(host, ".")
-		if !validHostname(host) || !validPort(port) {
+		if !dnsname.ValidPostfixName(host) || !validPort(port) {
 			return "", bad("want domain, .domain, [host], [host]:port or host:port")
 		}
 		return host + ":" + port, nil
 	case strings.HasPrefix(s, "."):
 		d := strings.TrimSuffix(s[1:], ".")
-		if !validHostname(d) {
+		if !dnsname.ValidPostfixName(d) {
 			return "", bad("not a domain name after the leading dot")
 		}
 		return "." + d, nil
 	default:
 		d := strings.TrimSuffix(s, ".")
-		if !validHostname(d) {
+		if !dnsname.ValidPostfixName(d) {
 			return "", bad("not a domain name (write internationalized names in xn-- form)")
 		}
 		return d, nil
@@ -59,27 +61,7 @@ func nexthopHost(h string) (string, bool) {
 		return h, true
 	}
 	h = strings.TrimSuffix(h, ".")
-	return h, validHostname(h)
-}
-
-// validHostname accepts lower-case LDH names (underscores allowed, as in
-// Postfix), 1-63 octets a label, 253 in all, no trailing dot.
-func validHostname(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
+	return h, dnsname.ValidPostfixName(h)
 }
 
 func validPort(s string) bool {

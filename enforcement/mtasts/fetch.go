@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"sealgate/enforcement/dnsname"
 )
 
 // AddrLookup returns the addresses of host from the gateway's own resolver.
@@ -129,8 +131,8 @@ type Fetcher struct {
 // Timeout even if the caller that started it gives up. Every error is a
 // *FetchError; the returned Policy belongs to the caller.
 func (f *Fetcher) Fetch(ctx context.Context, domain string) (*Policy, error) {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	if !validHostname(domain) {
+	domain = dnsname.Normalize(domain)
+	if !dnsname.ValidHostname(domain) {
 		return nil, &FetchError{Domain: domain, Kind: KindFetch, Err: fmt.Errorf("%w: %q", ErrInvalidDomain, domain)}
 	}
 	ch := f.group.DoChan(domain, func() (any, error) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"sealgate/enforcement/dnsname"
 )
 
 // Mode is the mode of an MTA-STS policy, ordered by strength.
@@ -223,27 +225,7 @@ func validExtValue(s string) bool {
 
 // validMXPattern: ["*."] Domain, Domain as in RFC 5321 (LDH labels).
 func validMXPattern(s string) bool {
-	return validHostname(strings.TrimPrefix(s, "*."))
-}
-
-// validHostname reports whether s is an ASCII host name: dot-separated
-// labels of 1 to 63 letters, digits and hyphens, not starting or ending
-// with a hyphen, 253 characters at most, no trailing dot.
-func validHostname(s string) bool {
-	if len(s) < 1 || len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if len(label) < 1 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := range len(label) {
-			if c := label[i]; !isAlnum(c) && c != '-' {
-				return false
-			}
-		}
-	}
-	return true
+	return dnsname.ValidHostname(strings.TrimPrefix(s, "*."))
 }
 
 // Match reports whether the MX host name matches one of the policy's mx
@@ -252,8 +234,8 @@ func validHostname(s string) bool {
 // ("mx.example.com", not "example.com" nor "a.mx.example.com"). A host that
 // is not a valid host name matches nothing. The mode is not considered.
 func (p *Policy) Match(host string) bool {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if !validHostname(host) {
+	host = dnsname.Normalize(host)
+	if !dnsname.ValidHostname(host) {
 		return false
 	}
 	for _, pat := range p.MX {
