@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"sealgate/enforcement/dane"
+	"sealgate/enforcement/dnsname"
 )
 
 // Result types of TLS-RPT (RFC 8460 §4.3) used to classify failures.
@@ -122,7 +123,7 @@ func (v *Verifier) judge(r Requirement, host string, cs tls.ConnectionState) Ver
 		}
 		name, ok := matchName(r.Names, leaf)
 		if !ok {
-			return fail(ResultHostMismatch, fmt.Sprintf("certificate not valid for name %s", joinNames(r.Names)))
+			return fail(ResultHostMismatch, fmt.Sprintf("certificate not valid for name %s", dnsname.Join(r.Names)))
 		}
 		out.Authenticated = true
 		out.Detail = "certificate chain valid for " + name
@@ -185,14 +186,4 @@ func daneResult(err error) string {
 		return ResultExpired
 	}
 	return ResultValidationFailure
-}
-
-func joinNames(names []string) string {
-	switch len(names) {
-	case 0:
-		return "(none)"
-	case 1:
-		return names[0]
-	}
-	return fmt.Sprintf("%v", names)
 }

@@ -118,3 +118,27 @@ func TestDANEFailureResults(t *testing.T) {
 		})
 	}
 }
+
+// TestHostMismatchNamesTheReferences checks the reason of a name mismatch:
+// the expected names listed as in DANE's, at most four of them.
+func TestHostMismatchNamesTheReferences(t *testing.T) {
+	ca := certstest.NewCA(t, "root")
+	good := ca.Leaf("mx.example.test")
+	v := &Verifier{Roots: ca.Pool()}
+	for _, tc := range []struct {
+		name  string
+		names []string
+		want  string
+	}{
+		{name: "one", names: []string{"a.example.test"}, want: "certificate not valid for name a.example.test"},
+		{name: "two", names: []string{"a.example.test", "b.example.test"}, want: "certificate not valid for name a.example.test, b.example.test"},
+		{name: "six", names: []string{"a.test", "b.test", "c.test", "d.test", "e.test", "f.test"}, want: "certificate not valid for name a.test, b.test, c.test, d.test and 2 more"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := v.Judge(Requirement{Level: LevelVerify, Names: tc.names}, "mx.example.test", state(good, tls.VersionTLS13))
+			if got.OK || got.Result != ResultHostMismatch || got.Detail != tc.want {
+				t.Errorf("verdict OK=%v result=%q detail %q, want result %q detail %q", got.OK, got.Result, got.Detail, ResultHostMismatch, tc.want)
+			}
+		})
+	}
+}

@@ -2,9 +2,10 @@ package dane
 
 import (
 	"crypto/x509"
-	"fmt"
 	"net"
 	"strings"
+
+	"sealgate/enforcement/dnsname"
 )
 
 // matchName reports whether leaf is valid for one of the reference
@@ -40,27 +41,11 @@ func validReference(name string) bool {
 	return net.ParseIP(strings.Trim(name, "[]")) == nil
 }
 
-// maxListed bounds the names quoted in an error detail.
-const maxListed = 4
-
 // leafNames lists the DNS-IDs of leaf (or its CN-ID) for an error detail.
 func leafNames(leaf *x509.Certificate) string {
 	names := leaf.DNSNames
 	if len(names) == 0 && leaf.Subject.CommonName != "" {
 		names = []string{leaf.Subject.CommonName}
 	}
-	if len(names) == 0 {
-		return "(none)"
-	}
-	return joinNames(names)
-}
-
-func joinNames(names []string) string {
-	switch {
-	case len(names) == 0:
-		return "(none)"
-	case len(names) > maxListed:
-		return fmt.Sprintf("%s and %d more", strings.Join(names[:maxListed], ", "), len(names)-maxListed)
-	}
-	return strings.Join(names, ", ")
+	return dnsname.Join(names)
 }

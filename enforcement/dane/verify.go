@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"sealgate/enforcement/dnsname"
 )
 
 // Options are the inputs of Verify besides the records and the chain.
@@ -200,7 +202,7 @@ func anchored(r TLSA, chain []*x509.Certificate, anchor *x509.Certificate, depth
 		depth = len(verified[0]) - 1
 	}
 	if !matchName(leaf, names) {
-		return Match{}, &Error{Kind: NameMismatch, Detail: fmt.Sprintf("%s: certificate names %s, expected %s", where, leafNames(leaf), joinNames(names))}
+		return Match{}, &Error{Kind: NameMismatch, Detail: fmt.Sprintf("%s: certificate names %s, expected %s", where, leafNames(leaf), dnsname.Join(names))}
 	}
 	return Match{Record: r, Depth: depth}, nil
 }
