@@ -3,7 +3,6 @@ package resolver
 import (
 	"cmp"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -188,7 +187,7 @@ func addrOf(rr dns.RR) (netip.Addr, bool) {
 }
 
 // LookupTLSA returns the TLSA RRset at name (e.g. "_25._tcp.mx.example.test")
-// after CNAME expansion, with the association data decoded. A record whose
+// after CNAME expansion, each record built by dane.ParseTLSA. A record whose
 // data cannot be decoded fails the lookup with ErrMalformed (and
 // enforcement.ErrDNSTemporary), naming the record. Judging usability and CNAME
 // semantics (RFC 7672 §2.2.3) is the caller's business.
@@ -203,16 +202,11 @@ func (r *Resolver) LookupTLSA(ctx context.Context, name string) (enforcement.TLS
 		if !ok {
 			return enforcement.TLSAResult{}, malformed(set.name, dns.TypeTLSA, rr, errNotType)
 		}
-		data, err := hex.DecodeString(t.Certificate)
+		rec, err := dane.ParseTLSA(t.Usage, t.Selector, t.MatchingType, t.Certificate)
 		if err != nil {
 			return enforcement.TLSAResult{}, malformed(set.name, dns.TypeTLSA, rr, err)
 		}
-		res.Records = append(res.Records, dane.TLSA{
-			Usage:        t.Usage,
-			Selector:     t.Selector,
-			MatchingType: t.MatchingType,
-			Data:         data,
-		})
+		res.Records = append(res.Records, rec)
 	}
 	return res, nil
 }

@@ -125,6 +125,9 @@ func TestLookupTLSABadHex(t *testing.T) {
 	if !strings.Contains(err.Error(), `"3 1 1 zz"`) {
 		t.Errorf("error = %q, want it to name the record", err)
 	}
+	if !errors.Is(err, dane.ErrBadData) {
+		t.Errorf("error = %v, want the data decoded as dane.ParseTLSA does (ErrBadData)", err)
+	}
 }
 
 func TestLookupTXT(t *testing.T) {
