@@ -9,9 +9,11 @@ import (
 
 	"sealgate/enforcement/dane"
 	"sealgate/enforcement/dnsname"
+	"sealgate/enforcement/mtasts"
 )
 
-// Result types of TLS-RPT (RFC 8460 §4.3) used to classify failures.
+// Result types of TLS-RPT (RFC 8460 §4.3) used to classify failures. The
+// MTA-STS ones are those of mtasts.ErrorKind.
 const (
 	ResultSTARTTLSNotSupported = "starttls-not-supported"
 	ResultHostMismatch         = "certificate-host-mismatch"
@@ -21,9 +23,9 @@ const (
 	ResultTLSAInvalid          = "tlsa-invalid"
 	ResultDNSSECInvalid        = "dnssec-invalid"
 	ResultDANERequired         = "dane-required"
-	ResultSTSFetchError        = "sts-policy-fetch-error"
-	ResultSTSInvalid           = "sts-policy-invalid"
-	ResultSTSWebPKIInvalid     = "sts-webpki-invalid"
+	ResultSTSFetchError        = mtasts.ResultFetchError
+	ResultSTSInvalid           = mtasts.ResultInvalid
+	ResultSTSWebPKIInvalid     = mtasts.ResultWebPKIInvalid
 )
 
 // Verdict is the judgement of one TLS handshake against a requirement.

@@ -59,15 +59,23 @@ const (
 	KindWebPKI
 )
 
+// The TLS-RPT result types of the fetch error kinds (RFC 8460 §4.3.2).
+// The enforcement package publishes them with the other result types.
+const (
+	ResultFetchError    = "sts-policy-fetch-error"
+	ResultInvalid       = "sts-policy-invalid"
+	ResultWebPKIInvalid = "sts-webpki-invalid"
+)
+
 // String returns the TLS-RPT result type, e.g. "sts-policy-fetch-error".
 func (k ErrorKind) String() string {
 	switch k {
 	case KindFetch:
-		return "sts-policy-fetch-error"
+		return ResultFetchError
 	case KindInvalid:
-		return "sts-policy-invalid"
+		return ResultInvalid
 	case KindWebPKI:
-		return "sts-webpki-invalid"
+		return ResultWebPKIInvalid
 	default:
 		return fmt.Sprintf("unknown(%d)", int(k))
 	}
