@@ -22,13 +22,11 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sealgate/enforcement"
+	"sealgate/netx"
 )
 
 // maxAttempts bounds the addresses Open tries for one route.
 const maxAttempts = 10
-
-// DialFunc opens a TCP connection.
-type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Deliverer opens verified upstream connections. The zero value of each
 // field has the documented default.
@@ -41,7 +39,7 @@ type Deliverer struct {
 	Verifier *enforcement.Verifier
 	// Dial opens connections; a net.Dialer if nil, which sets Mark and
 	// keeps its sockets in Sockets.
-	Dial DialFunc
+	Dial netx.DialFunc
 	// Mark, if not 0, is the SO_MARK of every connection to an MX, so
 	// that interception rules can exempt them (Linux, CAP_NET_ADMIN).
 	Mark int

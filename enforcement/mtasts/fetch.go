@@ -17,13 +17,11 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"sealgate/enforcement/dnsname"
+	"sealgate/netx"
 )
 
 // AddrLookup returns the addresses of host from the gateway's own resolver.
 type AddrLookup func(ctx context.Context, host string) ([]netip.Addr, error)
-
-// DialFunc dials a TCP connection, like (*net.Dialer).DialContext.
-type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
 
 // Fetcher defaults.
 const (
@@ -116,7 +114,7 @@ type Fetcher struct {
 	// resolver is never used.
 	LookupAddrs AddrLookup
 	// Dial connects to a resolved address; nil uses a net.Dialer.
-	Dial DialFunc
+	Dial netx.DialFunc
 	// Roots are the trusted CAs; nil means the system roots (which
 	// honour SSL_CERT_FILE and SSL_CERT_DIR).
 	Roots *x509.CertPool
