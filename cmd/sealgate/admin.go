@@ -146,10 +146,12 @@ func (o stsOps) purge(ctx context.Context, domain string) error {
 	return o.st.DeletePolicy(ctx, domain)
 }
 
-// adminHandler serves /metrics, /healthz, /readyz and the MTA-STS cache
-// API.
-func adminHandler(ops stsOps, metrics http.Handler, log *slog.Logger) http.Handler {
+// adminHandler serves /metrics, /healthz, /readyz, the status page (/
+// and /status.json) and the MTA-STS cache API.
+func adminHandler(ops stsOps, metrics http.Handler, status *statusPage, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", status.serveHTML)
+	mux.HandleFunc("GET /status.json", status.serveJSON)
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))

@@ -96,7 +96,7 @@ func TestAdminStatus(t *testing.T) {
 			if tc.closed {
 				bolt.Close()
 			}
-			srv := httptest.NewServer(adminHandler(stsOps{st: st, mgr: mgr}, promhttp.Handler(), slog.New(slog.NewTextHandler(io.Discard, nil))))
+			srv := httptest.NewServer(adminHandler(stsOps{st: st, mgr: mgr}, promhttp.Handler(), testStatusPage(stsOps{st: st, mgr: mgr}), slog.New(slog.NewTextHandler(io.Discard, nil))))
 			t.Cleanup(srv.Close)
 			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
 			resp, err := http.DefaultClient.Do(req)

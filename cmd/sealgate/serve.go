@@ -22,6 +22,7 @@ import (
 	"sealgate/enforcement/mtasts"
 	"sealgate/enforcement/store"
 	"sealgate/proxy"
+	"sealgate/proxy/outcome"
 )
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
@@ -43,6 +44,9 @@ type gateway struct {
 	metrics *metrics
 	sts     *mtasts.Manager
 	proxy   *proxy.Server
+
+	// outcomes feed the status page.
+	outcomes *outcome.Recorder
 }
 
 func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
@@ -102,6 +106,7 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 			return nil, &configError{fmt.Errorf("SEALGATE_AUTH_USERS_FILE: %w", err)}
 		}
 	}
+	outcomes := outcome.New(0, nil)
 	srv := proxy.New(proxy.Options{
 		Hostname:           cfg.Hostname,
 		AllowedNetworks:    cfg.networks,
@@ -118,12 +123,13 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 		Metrics:            met,
 		Intercepts:         met,
 		OwnSockets:         deliver.Sockets,
+		Outcomes:           outcomes,
 		Router:             engine,
 		Opener:             proxy.Deliverer(deliver),
 		Log:                log,
 	})
 	local, _ := engine.Local.(*localpolicy.Live)
-	return &gateway{log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, proxy: srv}, nil
+	return &gateway{log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, proxy: srv, outcomes: outcomes}, nil
 }
 
 func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
@@ -153,7 +159,9 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 		}
 	}()
 	if cfg.AdminListen != "" {
-		if _, err := serveAdmin(bg, cfg.AdminListen, adminHandler(stsOps{st: g.store, mgr: g.sts}, g.metrics.handler(), g.log), g.log); err != nil {
+		ops := stsOps{st: g.store, mgr: g.sts}
+		status := &statusPage{rec: g.outcomes, sts: ops, replica: cfg.Hostname, since: time.Now(), now: time.Now, log: g.log}
+		if _, err := serveAdmin(bg, cfg.AdminListen, adminHandler(ops, g.metrics.handler(), status, g.log), g.log); err != nil {
 			return err
 		}
 	}
