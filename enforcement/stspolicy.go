@@ -2,6 +2,7 @@ package enforcement
 
 import (
 	"context"
+	"errors"
 
 	"sealgate/enforcement/mtasts"
 )
@@ -17,20 +18,32 @@ var _ STSSource = (*mtasts.Manager)(nil)
 // stsPolicy returns the MTA-STS policy that matters for routing: enforce
 // or testing; nil for none or no policy.
 func (e *Engine) stsPolicy(ctx context.Context, domain string) (*mtasts.Policy, error) {
+	p, _, _, err := e.stsLookup(ctx, domain)
+	return p, err
+}
+
+// stsLookup is stsPolicy with the TLS-RPT result type and reason of a
+// problem (fetch, parse, WebPKI) that left no policy in force; a cached
+// policy that stays in force reports nothing.
+func (e *Engine) stsLookup(ctx context.Context, domain string) (*mtasts.Policy, string, string, error) {
 	if e.STS == nil {
-		return nil, nil
+		return nil, "", "", nil
 	}
 	l, err := e.STS.Policy(ctx, domain)
 	if err != nil {
-		return nil, &Failure{Kind: KindLocal, Domain: domain, Policy: SourceMTASTS.String(), Reason: "policy cache unavailable: " + err.Error(), Err: err}
+		return nil, "", "", &Failure{Kind: KindLocal, Domain: domain, Policy: SourceMTASTS.String(), Reason: "policy cache unavailable: " + err.Error(), Err: err}
 	}
+	var result, reason string
 	if l.Problem != nil {
 		e.logf(ctx, "MTA-STS problem", "domain", domain, "status", l.Status.String(), "error", l.Problem)
+		if l.Policy == nil && !errors.Is(l.Problem, mtasts.ErrNoRecord) {
+			result, reason = stsResult(l.Problem), l.Problem.Error()
+		}
 	}
 	if l.Policy == nil || l.Policy.Mode == mtasts.ModeNone {
-		return nil, nil
+		return nil, result, reason, nil
 	}
-	return l.Policy, nil
+	return l.Policy, "", "", nil
 }
 
 // stsRequirement is the requirement an MTA-STS policy puts on host, and

@@ -1,0 +1,154 @@
+package tlsrpt
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// TXT record errors (RFC 8460 §3).
+var (
+	// ErrNoRecord: no TXT record starts with "v=TLSRPTv1".
+	ErrNoRecord = errors.New("tlsrpt: no v=TLSRPTv1 record")
+	// ErrMultipleRecords: more than one does; the domain then does not
+	// implement TLS-RPT.
+	ErrMultipleRecords = errors.New("tlsrpt: several v=TLSRPTv1 records")
+	// ErrInvalidRecord: the one record is malformed.
+	ErrInvalidRecord = errors.New("tlsrpt: invalid record")
+)
+
+// Record is a parsed _smtp._tls TXT record.
+type Record struct {
+	// RUA are the report URIs with a scheme sealgate uses (mailto,
+	// https), in the record's order.
+	RUA []*url.URL
+	// Ignored are the URIs of other schemes.
+	Ignored []string
+}
+
+// RecordName is the owner name of the TXT record of domain.
+func RecordName(domain string) string { return "_smtp._tls." + strings.TrimSuffix(domain, ".") }
+
+// ParseRecord picks and parses the TLS-RPT record among the TXT records of
+// _smtp._tls.<domain> (each already joined from its strings). Records that
+// do not begin with "v=TLSRPTv1" are discarded; exactly one must remain
+// (RFC 8460 §3). Its fields are "v=TLSRPTv1", then "rua=" with
+// comma-separated URIs, then extensions (name=value, ignored), separated
+// by ";" with optional white space.
+func ParseRecord(txts []string) (*Record, error) {
+	var found []string
+	for _, t := range txts {
+		if t == "v=TLSRPTv1" || strings.HasPrefix(t, "v=TLSRPTv1;") || strings.HasPrefix(t, "v=TLSRPTv1 ") || strings.HasPrefix(t, "v=TLSRPTv1\t") {
+			found = append(found, t)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, ErrNoRecord
+	case 1:
+	default:
+		return nil, ErrMultipleRecords
+	}
+	bad := func(format string, a ...any) (*Record, error) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidRecord, fmt.Sprintf(format, a...))
+	}
+	fields := strings.Split(found[0], ";")
+	rec := &Record{}
+	seenRUA := false
+	for i, f := range fields {
+		f = strings.Trim(f, " \t")
+		if i == 0 {
+			continue // "v=TLSRPTv1"
+		}
+		if f == "" {
+			if i == len(fields)-1 {
+				break // a trailing ";"
+			}
+			return bad("empty field")
+		}
+		name, value, ok := strings.Cut(f, "=")
+		if !ok || !validName(name) {
+			return bad("field %q", f)
+		}
+		if name != "rua" {
+			if !validExtValue(value) {
+				return bad("extension %q", f)
+			}
+			continue
+		}
+		if seenRUA {
+			return bad("rua twice")
+		}
+		seenRUA = true
+		for _, u := range strings.Split(value, ",") {
+			u = strings.Trim(u, " \t")
+			pu, err := url.Parse(u)
+			if u == "" || err != nil || pu.Scheme == "" {
+				return bad("rua URI %q", u)
+			}
+			switch strings.ToLower(pu.Scheme) {
+			case "mailto":
+				if !validMailto(pu) {
+					return bad("rua URI %q", u)
+				}
+				pu.Scheme = "mailto"
+				rec.RUA = append(rec.RUA, pu)
+			case "https":
+				if pu.Host == "" || pu.User != nil {
+					return bad("rua URI %q", u)
+				}
+				pu.Scheme = "https"
+				rec.RUA = append(rec.RUA, pu)
+			default:
+				rec.Ignored = append(rec.Ignored, u)
+			}
+		}
+	}
+	if !seenRUA {
+		return bad("no rua")
+	}
+	return rec, nil
+}
+
+// MailtoAddress is the address of a mailto URI.
+func MailtoAddress(u *url.URL) string {
+	addr, _ := url.PathUnescape(u.Opaque)
+	if addr == "" {
+		addr = u.Path
+	}
+	return addr
+}
+
+func validMailto(u *url.URL) bool {
+	addr := MailtoAddress(u)
+	local, domain, ok := strings.Cut(addr, "@")
+	return ok && local != "" && domain != "" && !strings.ContainsAny(addr, " \t\r\n<>,") && strings.Count(addr, "@") == 1
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i, c := range s {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '-' && c != '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// validExtValue: 1*(%x21-3A / %x3C / %x3E-7E), printable ASCII but ";" and "=".
+func validExtValue(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == ';' || c == '=' {
+			return false
+		}
+	}
+	return true
+}
