@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"sealgate/enforcement/dane"
+	"sealgate/enforcement/dnsname"
 )
 
 // daneOutcome is what DANE says about one MX host (RFC 7672 §2.2).
@@ -98,7 +99,7 @@ func uniqueNames(names ...string) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, n := range names {
-		n = strings.ToLower(strings.TrimSuffix(n, "."))
+		n = dnsname.Normalize(n)
 		if n != "" && !seen[n] {
 			seen[n] = true
 			out = append(out, n)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"sealgate/enforcement/dnsname"
 	"sealgate/enforcement/localpolicy"
 	"sealgate/enforcement/mtasts"
 )
@@ -51,7 +52,7 @@ func ParseRelayHost(s string) (RelayHost, error) {
 	if host == "" || strings.ContainsAny(host, " \t/[]") {
 		return r, fmt.Errorf("%q: no valid host", s)
 	}
-	r.Host = strings.ToLower(strings.TrimSuffix(host, "."))
+	r.Host = dnsname.Normalize(host)
 	r.Port = 25
 	if port != "" {
 		n, err := strconv.Atoi(port)

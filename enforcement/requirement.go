@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"sealgate/enforcement/dane"
+	"sealgate/enforcement/dnsname"
 )
 
 // Requirement is what the TLS connection to one MX host must satisfy.
@@ -119,7 +120,7 @@ func (r Requirement) minVersion() uint16 {
 // matchName reports whether host matches one of the patterns.
 func matchName(patterns []string, cert *x509.Certificate) (string, bool) {
 	for _, p := range patterns {
-		p = strings.ToLower(strings.TrimSuffix(p, "."))
+		p = dnsname.Normalize(p)
 		if strings.HasPrefix(p, ".") {
 			// Any subdomain: check the certificate's DNS names.
 			for _, n := range cert.DNSNames {
