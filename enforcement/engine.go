@@ -26,6 +26,13 @@ type Route struct {
 	// that may carry it. An opener must also skip a host that does not
 	// advertise REQUIRETLS after STARTTLS.
 	REQUIRETLS bool
+	// STSProblem is the TLS-RPT result type of the domain's MTA-STS
+	// policy that could not be had (fetch, parse, WebPKI) while no policy
+	// is in force; STSReason says why. Sessions report it (Route.Attempt).
+	STSProblem, STSReason string
+	// NoReport marks a route whose sessions are not recorded for TLS-RPT
+	// (the delivery of reports themselves).
+	NoReport bool
 }
 
 // Host is one MX host with its addresses and requirement.
@@ -66,7 +73,11 @@ type Engine struct {
 	// Local, if set, is the local policy table; it overrides DANE and
 	// MTA-STS for its destinations.
 	Local LocalPolicy
-	Log   *slog.Logger
+	// Attempts, if set, receives the failures found while resolving
+	// (DNS, TLSA, an MX host that an MTA-STS policy excludes), for
+	// TLS-RPT.
+	Attempts AttemptRecorder
+	Log      *slog.Logger
 }
 
 func (e *Engine) floor() Level {
@@ -85,6 +96,9 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 	}
 	mx, hosts, err := e.lookupMX(ctx, domain)
 	if err != nil {
+		if f, ok := AsFailure(err); ok && f.Kind == KindDNS {
+			e.record(Attempt{Domain: domain, PolicyType: PolicyTypeNone, Result: ResultDNSSECInvalid, Reason: f.Reason})
+		}
 		return nil, err
 	}
 	var local *localpolicy.Entry
@@ -92,12 +106,12 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 		local, _ = e.Local.Lookup(domain)
 	}
 	var sts *mtasts.Policy
+	route := &Route{Domain: domain}
 	if local == nil {
-		if sts, err = e.stsPolicy(ctx, domain); err != nil {
+		if sts, route.STSProblem, route.STSReason, err = e.stsLookup(ctx, domain); err != nil {
 			return nil, err
 		}
 	}
-	route := &Route{Domain: domain}
 	var deferred *Failure
 	var excluded []string
 	for _, h := range hosts {
@@ -109,8 +123,15 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 			deferred = &Failure{Kind: KindDNS, Domain: domain, Policy: req.Describe(), Host: h.name,
 				Reason: "TLSA lookup failed: " + err.Error(), Result: ResultDNSSECInvalid, Err: err}
 			e.logf(ctx, "MX host deferred", "domain", domain, "mx", h.name, "error", err)
+			e.record(Attempt{Domain: domain, PolicyType: PolicyTypeTLSA, MXHosts: []string{h.name}, MXHost: h.name,
+				Result: ResultDNSSECInvalid, Reason: "TLSA lookup failed: " + err.Error()})
 		case !ok:
 			excluded = append(excluded, h.name)
+			if sts != nil {
+				a := req.attempt(domain, h.name)
+				a.Result, a.Reason = ResultValidationFailure, "MX host not allowed by the MTA-STS policy"
+				e.record(a)
+			}
 			e.logf(ctx, "MX host not allowed by policy", "domain", domain, "mx", h.name, "policy", req.Describe())
 		default:
 			route.Hosts = append(route.Hosts, Host{Name: h.name, Addrs: h.addrs.Addrs, Req: req})
