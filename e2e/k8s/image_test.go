@@ -12,25 +12,61 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
-// containers runs buildah and podman on a storage of the test's own (vfs:
-// no overlay mounts needed), so that nothing is left behind.
+// containers runs buildah and podman on a storage of the tests' own (vfs:
+// no overlay mounts needed) under workDir, so that nothing is left behind.
 type containers struct {
 	t       testing.TB
 	storage []string
 }
 
-func newContainers(t testing.TB) *containers {
+// image is built once for the tests that need it.
+var image struct {
+	once    sync.Once
+	storage []string
+	tag     string
+	err     error
+}
+
+// builtImage returns the image and a containers on its storage. The image
+// is built once: rootfs.sh lays the file system out, and the Containerfile
+// is built with it standing in for the build stage (no base image is
+// pulled: there is no registry here).
+func builtImage(t testing.TB) (*containers, string) {
 	t.Helper()
 	for _, tool := range []string{"buildah", "podman", "runc"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found: install the Debian package %s", tool, tool)
 		}
 	}
-	dir := t.TempDir()
-	return &containers{t: t, storage: []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}}
+	image.once.Do(func() {
+		dir := filepath.Join(workDir, "containers")
+		image.storage = []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}
+		rootfs := filepath.Join(workDir, "rootfs")
+		lay := exec.Command("deploy/container/rootfs.sh", rootfs)
+		lay.Dir = repoRoot
+		lay.Env = append(os.Environ(), "VERSION=image-test")
+		if out, err := lay.CombinedOutput(); err != nil {
+			image.err = fmt.Errorf("rootfs.sh: %v\n%s", err, out)
+			return
+		}
+		const tag = "localhost/sealgate:test"
+		c := &containers{storage: image.storage}
+		build := c.cmd("buildah", "build", "--build-context", "rootfs="+rootfs,
+			"-f", filepath.Join(repoRoot, "deploy", "container", "Containerfile"), "-t", tag, filepath.Join(repoRoot, "deploy", "container"))
+		if out, err := build.CombinedOutput(); err != nil {
+			image.err = fmt.Errorf("%v: %v\n%s", build.Args, err, out)
+			return
+		}
+		image.tag = tag
+	})
+	if image.err != nil {
+		t.Fatal(image.err)
+	}
+	return &containers{t: t, storage: image.storage}, image.tag
 }
 
 func (c *containers) run(tool string, args ...string) string {
@@ -46,34 +82,15 @@ func (c *containers) cmd(tool string, args ...string) *exec.Cmd {
 	all := slices.Clone(c.storage)
 	if tool == "podman" {
 		// crun, and runc with the default limits, are refused setrlimit
-		// here (see startContainer); runc it is.
+		// here (see TestImageRunsThePod); runc it is.
 		all = append(all, "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file")
 	}
 	return exec.Command(tool, append(all, args...)...)
 }
 
-// buildImage lays the file system out with rootfs.sh and builds the
-// Containerfile with it standing in for the build stage (no base image is
-// pulled: there is no registry here).
-func buildImage(t testing.TB, c *containers) string {
-	t.Helper()
-	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	lay := exec.Command("deploy/container/rootfs.sh", rootfs)
-	lay.Dir = repoRoot
-	lay.Env = append(os.Environ(), "VERSION=image-test")
-	if out, err := lay.CombinedOutput(); err != nil {
-		t.Fatalf("rootfs.sh: %v\n%s", err, out)
-	}
-	const tag = "localhost/sealgate:test"
-	c.run("buildah", "build", "--build-context", "rootfs="+rootfs,
-		"-f", filepath.Join(repoRoot, "deploy", "container", "Containerfile"), "-t", tag, filepath.Join(repoRoot, "deploy", "container"))
-	return tag
-}
-
 // TestImage builds the image and checks what it holds and how it starts.
 func TestImage(t *testing.T) {
-	c := newContainers(t)
-	tag := buildImage(t, c)
+	c, tag := builtImage(t)
 
 	var inspect struct {
 		OCIv1 struct {
@@ -171,8 +188,7 @@ func TestImage(t *testing.T) {
 // message through it. The container shares the host's network namespace
 // and listens on loopback only; DNS is the fake, on loopback.
 func TestImageRunsThePod(t *testing.T) {
-	c := newContainers(t)
-	tag := buildImage(t, c)
+	c, tag := builtImage(t)
 	w := newWorld(t)
 	mx := w.mx("image.test", "mx.image.test", 10)
 

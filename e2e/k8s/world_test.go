@@ -23,8 +23,9 @@ import (
 	"sealgate/upstream/upstreamtest"
 )
 
-// binPath is the sealgate binary, built once from the source tree.
-var binPath string
+// binPath is the sealgate binary, built once from the source tree;
+// workDir holds it and what other tests share (the image's storage).
+var binPath, workDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sealgate-k8s")
@@ -32,6 +33,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	workDir = dir
 	binPath = filepath.Join(dir, "sealgate")
 	build := exec.Command("go", "build", "-o", binPath, "./cmd/sealgate")
 	build.Dir = repoRoot
