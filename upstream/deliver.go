@@ -60,6 +60,10 @@ type Deliverer struct {
 	RelayUsername, RelayPassword string
 	// ClientCertificate, if set, is presented to servers that ask.
 	ClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	// Attempts, if set, receives every session with an MX for TLS-RPT
+	// (STARTTLS missing or refused, handshake failures, successes), once
+	// per connection, except on a route marked NoReport.
+	Attempts enforcement.AttemptRecorder
 	// Log receives one line per attempt; slog.Default if nil.
 	Log *slog.Logger
 }
@@ -141,6 +145,18 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 			slog.Duration("duration", time.Since(start)))
 		return f
 	}
+	var local netip.Addr
+	record := func(result, reason string) {
+		if d.Attempts == nil || route.NoReport {
+			return
+		}
+		if result == "" {
+			reason = ""
+		}
+		at := route.Attempt(h, result, reason)
+		at.SendingIP, at.ReceivingIP = local, a
+		d.Attempts.RecordAttempt(at)
+	}
 
 	dctx, cancel := context.WithTimeout(ctx, orDefault(d.ConnectTimeout, 30*time.Second))
 	raw, err := d.dial(dctx, addr)
@@ -148,11 +164,15 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 	if err != nil {
 		return nil, fail(enforcement.KindUnreachable, "", "connect to "+addr+" failed: "+errText(err), err)
 	}
+	if ap, err := netip.ParseAddrPort(raw.LocalAddr().String()); err == nil {
+		local = ap.Addr().Unmap()
+	}
 	cmdTimeout := orDefault(d.CommandTimeout, 5*time.Minute)
 	if !h.ImplicitTLS {
 		if _, err := preTLS(raw, d.Hostname, cmdTimeout); err != nil {
 			raw.Close()
 			if errors.Is(err, errNoSTARTTLS) {
+				record(enforcement.ResultSTARTTLSNotSupported, err.Error())
 				return nil, fail(enforcement.KindNoSTARTTLS, enforcement.ResultSTARTTLSNotSupported, err.Error(), err)
 			}
 			return nil, fail(enforcement.KindUnreachable, "", errText(err), err)
@@ -172,8 +192,10 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 	if err != nil {
 		raw.Close()
 		if verdict.Err != nil {
+			record(verdict.Err.Result, verdict.Err.Reason)
 			return nil, fail(enforcement.KindTLS, verdict.Err.Result, verdict.Err.Reason, err)
 		}
+		record(enforcement.ResultValidationFailure, "TLS handshake failed: "+errText(err))
 		return nil, fail(enforcement.KindTLS, enforcement.ResultValidationFailure, "TLS handshake failed: "+errText(err), err)
 	}
 
@@ -193,10 +215,15 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 		if errors.As(err, &op) && op.Op == "remote error" {
 			// With TLS 1.3 the server judges our certificate after
 			// the handshake completed on our side.
+			record(enforcement.ResultValidationFailure, "the server ended the TLS session")
 			return nil, fail(enforcement.KindTLS, enforcement.ResultValidationFailure, "the server ended the TLS session: "+err.Error(), err)
 		}
+		record(verdict.Result, verdict.Detail)
 		return nil, fail(enforcement.KindUnreachable, "", "EHLO after TLS: "+errText(err), err)
 	}
+	// The session is established: a success, or the failure of a testing
+	// policy delivered under the floor (verdict.Result).
+	record(verdict.Result, verdict.Detail)
 	if ok, _ := client.Extension("REQUIRETLS"); route.REQUIRETLS && !ok {
 		// RFC 8689 §4.2.1: QUIT without sending the message; the
 		// next host may support it.
