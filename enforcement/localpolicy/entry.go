@@ -74,7 +74,7 @@ func (e *Entry) ReferenceNames(nexthop, mxHost string) []string {
 				add("." + nh)
 			}
 		default:
-			add(strings.TrimSuffix(strings.ToLower(m), "."))
+			add(dnsname.Normalize(m))
 		}
 	}
 	return out
@@ -286,7 +286,7 @@ func checkPattern(m string) error {
 	case matchHostname, matchNexthop, matchDotNexthop:
 		return nil
 	}
-	d := strings.TrimSuffix(strings.TrimPrefix(strings.ToLower(m), "."), ".")
+	d := dnsname.Normalize(strings.TrimPrefix(m, "."))
 	if !dnsname.ValidPostfixName(d) {
 		return fmt.Errorf("%q is neither hostname, nexthop, dot-nexthop nor a domain name or .domain", m)
 	}

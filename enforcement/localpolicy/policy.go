@@ -3,6 +3,8 @@ package localpolicy
 import (
 	"strconv"
 	"strings"
+
+	"sealgate/enforcement/dnsname"
 )
 
 // Policy is a parsed policy file. A nil *Policy is an empty one. It is
@@ -75,7 +77,7 @@ func (p *Policy) Lookup(domain string) (*Entry, bool) {
 // (relayhost = [smtp.example.net] is looked up as "[smtp.example.net]").
 // Relay keys never match parent-domain entries.
 func (p *Policy) LookupNexthop(host string, port int, mxLookup bool) (*Entry, bool) {
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	host = dnsname.Normalize(host)
 	if host == "" || p.Len() == 0 {
 		return nil, false
 	}

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"sealgate/enforcement/dnsname"
 	"sealgate/enforcement/localpolicy"
 )
 
@@ -131,7 +132,7 @@ func resolve(d string, data json.RawMessage, aliases map[string]json.RawMessage)
 	if err := json.Unmarshal(data, &rp); err != nil {
 		return Policy{}, fmt.Errorf("not a policy object: %w", err)
 	}
-	p := Policy{Domain: strings.TrimSuffix(strings.ToLower(d), ".")}
+	p := Policy{Domain: dnsname.Normalize(d)}
 	if rp.Alias != nil {
 		// "If set, other fields are ignored" (RULES.md).
 		p.Alias = *rp.Alias
