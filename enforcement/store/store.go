@@ -13,8 +13,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
+
+	"sealgate/enforcement/dnsname"
 )
 
 // Store is the state shared by replicas. Domains are compared
@@ -90,10 +91,10 @@ var (
 	ErrInvalid = errors.New("store: invalid argument")
 )
 
-// NormalizeDomain returns domain lower-cased without a trailing dot, the
-// form under which policies are stored.
+// NormalizeDomain returns domain as dnsname.Normalize does (lower case, no
+// trailing dot), the form under which policies are stored.
 func NormalizeDomain(domain string) string {
-	return strings.ToLower(strings.TrimSuffix(domain, "."))
+	return dnsname.Normalize(domain)
 }
 
 // normalizePolicy checks p and returns a copy with the domain normalized
