@@ -14,6 +14,7 @@ import (
 
 	"sealgate/certs"
 	"sealgate/enforcement"
+	"sealgate/enforcement/dnsname"
 	"sealgate/enforcement/store"
 	"sealgate/proxy"
 	"sealgate/upstream"
@@ -160,7 +161,7 @@ func checkStore(cfg *Config) (store.Store, func(), error) {
 func checkDomain(engine *enforcement.Engine, deliver *upstream.Deliverer, domain string) domainReport {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r := domainReport{Domain: strings.ToLower(strings.TrimSuffix(domain, "."))}
+	r := domainReport{Domain: dnsname.Normalize(domain)}
 	route, err := engine.Resolve(ctx, domain)
 	if err != nil {
 		r.Reply = replyText(err)

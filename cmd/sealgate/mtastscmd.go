@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"sealgate/enforcement/dnsname"
 )
 
 const mtastsUsage = `usage:
@@ -46,7 +48,7 @@ func runMTASTS(args []string, stdout, stderr io.Writer) int {
 	}
 	domain := ""
 	if want == 1 {
-		domain = strings.ToLower(strings.TrimSuffix(args[0], "."))
+		domain = dnsname.Normalize(args[0])
 	}
 	cfg, err := parseConfig(environ())
 	if err != nil {
