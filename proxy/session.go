@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sealgate/enforcement"
+	"sealgate/enforcement/dnsname"
 )
 
 // session is one inbound SMTP session. go-smtp makes a new one at EHLO
@@ -191,7 +192,7 @@ func recipientDomain(addr string) (string, bool) {
 	if i <= 0 || i == len(addr)-1 {
 		return "", false
 	}
-	d := strings.ToLower(strings.TrimSuffix(addr[i+1:], "."))
+	d := dnsname.Normalize(addr[i+1:])
 	if strings.HasPrefix(d, "[") {
 		// Address literals need no policy lookup but cannot be
 		// authenticated: refuse them rather than deliver unverified.
