@@ -117,7 +117,13 @@ func (r Requirement) minVersion() uint16 {
 	return r.MinVersion
 }
 
-// matchName reports whether host matches one of the patterns.
+// matchName reports whether cert is valid for one of the patterns of
+// Requirement.Names and returns the name that matched: a pattern with a
+// leading "." matches a DNS-ID (dNSName) of the certificate that ends in it
+// and is not a wildcard, any other pattern is a host name checked by
+// crypto/x509. Unlike DANE-TA's reference identifiers (dane.Verify, RFC 7672
+// §3.2.3), these are policy patterns: no CN-ID fallback, and an IP address
+// pattern is checked against the certificate's IP addresses.
 func matchName(patterns []string, cert *x509.Certificate) (string, bool) {
 	for _, p := range patterns {
 		p = dnsname.Normalize(p)

@@ -16,6 +16,8 @@ import (
 // fallback of RFC 7672 §3.2.3 that crypto/x509 no longer implements.
 // Reference identifiers that are empty, hold a wildcard or are IP address
 // literals never match: they are DNS names taken from MX and TLSA lookups.
+// The policy patterns of a LevelVerify requirement (a leading "." for any
+// subdomain) are matched by package enforcement, not here.
 func matchName(leaf *x509.Certificate, names []string) bool {
 	subject := leaf
 	if len(leaf.DNSNames) == 0 && leaf.Subject.CommonName != "" {
