@@ -14,6 +14,8 @@ WINDOW_RUNS   ?= 2000
 TEST_DEBS := postfix swaks unbound nsd ldnsutils bind9-dnsutils redis-server iproute2 nftables
 # The systemd unit and the appliance VM (deploy/systemd, deploy/appliance).
 TEST_DEBS += systemd qemu-system-x86 debootstrap e2fsprogs iproute2
+# The status page rendered in a real browser (e2e/statuspage_test.go).
+TEST_DEBS += chromium fonts-dejavu-core
 # The container image and the Kubernetes pod (deploy/container, e2e/k8s).
 TEST_DEBS += buildah podman runc
 # e2e/k8s is a module of its own (the Kubernetes libraries stay out of

@@ -259,7 +259,7 @@ func TestStatusPageRoutes(t *testing.T) {
 		want   string
 	}{
 		{name: "page", path: "/", status: http.StatusOK, want: "a.test"},
-		{name: "json", path: "/status.json", status: http.StatusOK, want: `"domain":"a.test"`},
+		{name: "json", path: "/status.json", status: http.StatusOK, want: `"domain":"a.test","delivered":1,"deferred":0,"delivered_by":[{"source":"floor","tls_version":"TLS 1.3","count":1}],"deferred_by":[]`},
 		{name: "unknown path", path: "/nothing", status: http.StatusNotFound},
 		{name: "index.html", path: "/index.html", status: http.StatusNotFound},
 	}

@@ -255,7 +255,7 @@ func hours(h int64) []Hour {
 }
 
 func (d *domain) view(name string, h int64) Domain {
-	v := Domain{Name: name, Hours: hours(h)}
+	v := Domain{Name: name, Hours: hours(h), DeliveredBy: []Delivered{}, DeferredBy: []Deferred{}}
 	delivered := map[Delivery]int{}
 	deferred := map[string]int{}
 	for i := range d.hours {
