@@ -54,6 +54,12 @@ type Config struct {
 	DNSTimeout      time.Duration `env:"DNS_TIMEOUT" envDefault:"5s" form:"a Go duration, e.g. 5s"`
 	HonorTLSReqNo   bool          `env:"HONOR_TLS_REQUIRED_NO" envDefault:"false" form:"true or false"`
 
+	// TLS reporting (RFC 8460).
+	TLSRPTOrg     string `env:"TLSRPT_ORG" form:"the organization-name of TLS reports"`
+	TLSRPTContact string `env:"TLSRPT_CONTACT" form:"the contact-info of TLS reports, e.g. postmaster@example.org"`
+	TLSRPTFrom    string `env:"TLSRPT_FROM" form:"a mail address, e.g. noreply-tlsrpt@example.org"`
+	TLSRPTSend    bool   `env:"TLSRPT_SEND" envDefault:"true" form:"true or false"`
+
 	// Transparent interception.
 	TProxyListen string `env:"TPROXY_LISTEN" form:"comma-separated host:port addresses for nftables tproxy, e.g. [::]:2526"`
 	UpstreamMark string `env:"UPSTREAM_MARK" envDefault:"0" form:"a firewall mark from 0 (none) to 4294967295, decimal or 0x hexadecimal, e.g. 0x25"`
@@ -126,6 +132,9 @@ func parseConfig(environ map[string]string) (*Config, error) {
 	}
 	if strings.ContainsAny(c.Hostname, " \t\r\n") {
 		return nil, bad("Hostname", c.Hostname, "")
+	}
+	if err := c.tlsrptDefaults(bad); err != nil {
+		return nil, err
 	}
 	for _, n := range splitList(c.AllowedNetworks) {
 		p, err := netip.ParsePrefix(n)

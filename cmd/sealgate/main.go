@@ -9,6 +9,7 @@
 //	sealgate check DOMAIN...  policy and live MX probe report
 //	sealgate mtasts ...       inspect and manage the MTA-STS policy cache
 //	sealgate policy ...       check a policy file, import the STARTTLS Everywhere list
+//	sealgate tlsrpt ...       print or send the TLS reports (RFC 8460)
 //	sealgate version          print the version
 package main
 
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runMTASTS(args, stdout, stderr)
 	case "policy":
 		return runPolicy(args, stdout, stderr)
+	case "tlsrpt":
+		return runTLSRPT(args, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sealgate %s (%s)\n", version, goVersion())
 		return 0
@@ -83,6 +86,8 @@ const usage = `usage:
                                      check a policy file and print its table
   sealgate policy import-starttls-everywhere FILE
                                      convert the STARTTLS Everywhere list into policy lines
+  sealgate tlsrpt show|send [--day YYYY-MM-DD] [DOMAIN...]
+                                     print or send the TLS reports (RFC 8460) of a UTC day
   sealgate version                   print the version
 `
 

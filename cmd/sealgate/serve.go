@@ -45,6 +45,9 @@ type gateway struct {
 	sts     *mtasts.Manager
 	proxy   *proxy.Server
 
+	// tlsrpt records every upstream attempt and sends the reports.
+	tlsrpt *tlsrptService
+
 	// outcomes feed the status page.
 	outcomes *outcome.Recorder
 }
@@ -82,6 +85,7 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 	if err = wireInterception(cfg, deliver); err != nil {
 		return nil, err
 	}
+	rpt := newTLSRPT(cfg, res, st, engine, deliver, met, log)
 	if cfg.relay != nil {
 		log.Info("smarthost mode: every message goes through the relay", "relay", cfg.relay.String(), "auth", cfg.RelayUsername != "")
 	}
@@ -129,7 +133,7 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 		Log:                log,
 	})
 	local, _ := engine.Local.(*localpolicy.Live)
-	return &gateway{log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, proxy: srv, outcomes: outcomes}, nil
+	return &gateway{tlsrpt: rpt, log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, proxy: srv, outcomes: outcomes}, nil
 }
 
 func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
@@ -140,6 +144,7 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 	defer g.store.Close()
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
+	defer g.tlsrpt.start(bg)()
 	go g.sts.Run(bg, time.Hour, 24*time.Hour)
 	go g.watcher.Run(bg)
 	go g.local.Run(bg)
@@ -161,7 +166,7 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 	if cfg.AdminListen != "" {
 		ops := stsOps{st: g.store, mgr: g.sts}
 		status := &statusPage{rec: g.outcomes, sts: ops, replica: cfg.Hostname, since: time.Now(), now: time.Now, log: g.log}
-		if _, err := serveAdmin(bg, cfg.AdminListen, adminHandler(ops, g.metrics.handler(), status, g.log), g.log); err != nil {
+		if _, err := serveAdmin(bg, cfg.AdminListen, g.tlsrpt.handler(adminHandler(ops, g.metrics.handler(), status, g.log)), g.log); err != nil {
 			return err
 		}
 	}
