@@ -135,13 +135,9 @@ func parseEntry(base string, ll *logicalLine, tafiles *[]string) (*Entry, int, e
 	if lt.braced || strings.Contains(lt.text, "=") {
 		return nil, lt.line, fmt.Errorf("%w for %s before %q", ErrMissingLevel, dest, lt.text)
 	}
-	lvl, ok := lookupLevel(lt.text)
-	switch {
-	case ok:
-	case isCleartextLevel(lt.text):
-		return nil, lt.line, fmt.Errorf("level %q for %s is refused: %w; use encrypt or stronger", lt.text, dest, ErrCleartext)
-	default:
-		return nil, lt.line, fmt.Errorf("%w %q for %s; want %s", ErrUnknownLevel, lt.text, dest, levelList)
+	lvl, err := parseLevel(lt.text, dest)
+	if err != nil {
+		return nil, lt.line, err
 	}
 	b := &entryBuilder{e: &Entry{Destination: dest, Level: lvl, Line: dt.line}, base: base, tafiles: tafiles}
 	for _, t := range toks[1:] {

@@ -63,18 +63,18 @@ func (l Level) MarshalText() ([]byte, error) {
 	return []byte(levelNames[l]), nil
 }
 
-// ParseLevel returns the level named s (Postfix keyword, any case). The
-// cleartext levels none and may give an error wrapping ErrCleartext, any
-// other unknown word one wrapping ErrUnknownLevel.
-func ParseLevel(s string) (Level, error) {
+// parseLevel returns the level named s (Postfix keyword, any case) of the
+// entry for dest. The cleartext levels none and may give an error wrapping
+// ErrCleartext, any other unknown word one wrapping ErrUnknownLevel.
+func parseLevel(s, dest string) (Level, error) {
 	l, ok := lookupLevel(s)
 	switch {
 	case ok:
 		return l, nil
 	case isCleartextLevel(s):
-		return 0, fmt.Errorf("level %q is refused: %w; use encrypt or stronger", s, ErrCleartext)
+		return 0, fmt.Errorf("level %q for %s is refused: %w; use encrypt or stronger", s, dest, ErrCleartext)
 	default:
-		return 0, fmt.Errorf("%w %q; want %s", ErrUnknownLevel, s, levelList)
+		return 0, fmt.Errorf("%w %q for %s; want %s", ErrUnknownLevel, s, dest, levelList)
 	}
 }
 

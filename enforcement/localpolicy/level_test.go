@@ -66,12 +66,12 @@ func TestParseLevel(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseLevel(tc.in)
+			got, err := parseLevel(tc.in, "x.test")
 			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("ParseLevel(%q) error = %v, want %v", tc.in, err, tc.wantErr)
+				t.Fatalf("parseLevel(%q) error = %v, want %v", tc.in, err, tc.wantErr)
 			}
 			if got != tc.want {
-				t.Errorf("ParseLevel(%q) = %s, want %s", tc.in, got, tc.want)
+				t.Errorf("parseLevel(%q) = %s, want %s", tc.in, got, tc.want)
 			}
 		})
 	}
