@@ -177,6 +177,9 @@ func (s *tlsrptService) handler(next http.Handler) http.Handler {
 	})
 	mux.HandleFunc("POST /tlsrpt/send", func(w http.ResponseWriter, r *http.Request) {
 		day, err := parseDay(r.URL.Query().Get("day"), time.Now())
+		if err == nil && !s.send {
+			err = errSendOff
+		}
 		if err == nil {
 			err = s.rec.Flush(r.Context())
 		}
@@ -189,6 +192,9 @@ func (s *tlsrptService) handler(next http.Handler) http.Handler {
 	})
 	return mux
 }
+
+// errSendOff refuses "tlsrpt send" under SEALGATE_TLSRPT_SEND=false.
+var errSendOff = fmt.Errorf("%w: SEALGATE_TLSRPT_SEND=false: reports are recorded and shown, never sent", store.ErrInvalid)
 
 // errLocked means another process is sending reports now.
 var errLocked = errors.New("another sealgate is sending TLS reports now; try again later")
@@ -313,9 +319,12 @@ func tlsrptLocally(ctx context.Context, cfg *Config, verb, dayFlag string, domai
 	}
 	r := newReporter(cfg, dns, st, engine, deliver, quiet)
 	var v any
-	if verb == "show" {
+	switch {
+	case verb == "show":
 		v, err = r.Reports(ctx, day, domains)
-	} else {
+	case !cfg.TLSRPTSend:
+		err = errSendOff
+	default:
 		host, _ := os.Hostname()
 		v, err = sendLocked(ctx, r, fmt.Sprintf("%s/%d/cli", host, os.Getpid()), day, domains)
 	}
