@@ -52,7 +52,7 @@ func TestDeliveredOverVerifiedTLS(t *testing.T) {
 			t.Errorf("Received header lacks %q:\n%s", want, recv)
 		}
 	}
-	if !strings.Contains(g.logs.String(), `msg=delivery`) || !strings.Contains(g.logs.String(), "tls_version=\"TLS 1.3\"") {
+	if !g.waitLog(`msg=delivery`) || !strings.Contains(g.logs.String(), "tls_version=\"TLS 1.3\"") {
 		t.Errorf("no delivery log line with TLS version:\n%s", g.logs.String())
 	}
 }

@@ -95,7 +95,8 @@ func TestFaultInjection(t *testing.T) {
 	}
 	w := newWorld(t)
 	ok := w.mx("ok.test", "mx1.ok.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.ok.test")})
-	g := w.start(nil)
+	// Every case waits for the faulty MX's connection to end: no pooling.
+	g := w.start(map[string]string{"SEALGATE_UPSTREAM_MAX_REUSE": "1"})
 	for i, tc := range tests {
 		domain := fmt.Sprintf("f%d.test", i)
 		opts := tc.opts

@@ -201,6 +201,20 @@ func (g *gateway) stop() {
 	}
 }
 
+// waitLog waits (a few seconds at most) until the gateway's log holds s:
+// the log travels through a pipe, so a line written before a reply may
+// reach the test after it.
+func (g *gateway) waitLog(s string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(g.logs.String(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // result is what the legacy client saw for one transaction.
 type result struct {
 	Rcpt []error // one per recipient, nil for 250

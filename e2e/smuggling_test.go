@@ -72,7 +72,8 @@ func (s *rawSession) command(line string, wants ...string) {
 func TestCommandSmuggling(t *testing.T) {
 	w := newWorld(t)
 	mx := w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.example.test")})
-	g := w.start(nil)
+	// The MX's record is read once its connection ended: no pooling.
+	g := w.start(map[string]string{"SEALGATE_UPSTREAM_MAX_REUSE": "1"})
 
 	s := dialRaw(t, g.addr)
 	s.command("EHLO legacy\x00.sealgate.test", "501 5.5.2 ")

@@ -25,6 +25,12 @@ type Upstream interface {
 	// Close ends the connection with QUIT, or closes a broken one. It
 	// must not run while Data does.
 	Close() error
+	// Release ends a transaction that ended cleanly: the connection
+	// may serve a later one (a pool), else it is closed.
+	Release()
+	// Reused reports whether the connection served an earlier
+	// transaction.
+	Reused() bool
 	// Abort cuts the connection at once, sending nothing; safe while
 	// Data runs.
 	Abort()
@@ -169,16 +175,12 @@ func (t *transaction) addRcpt(to, domain string, opts *smtp.RcptOptions) error {
 		if err := t.routeFailed(route); err != nil {
 			return err
 		}
-		up, err := t.opener.Open(ctx, route)
+		up, err := t.open(ctx, route)
 		if err != nil {
 			if t.canWaive(err) {
 				return t.pend(ctx, to, domain, opts, err)
 			}
 			t.failedRoutes = append(t.failedRoutes, routeFailure{route, err})
-			return err
-		}
-		if err := up.Mail(t.from, t.mailOpts); err != nil {
-			up.Close()
 			return err
 		}
 		t.up, t.route = up, route
@@ -198,9 +200,38 @@ func (t *transaction) addRcpt(to, domain string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
-// close ends the upstream connection, if any.
+// open opens the upstream connection of route and sends MAIL FROM. A
+// connection from an earlier transaction that turns out dead at MAIL is
+// replaced by a new one, with no reply to the client in between.
+func (t *transaction) open(ctx context.Context, route *enforcement.Route) (Upstream, error) {
+	for {
+		up, err := t.opener.Open(ctx, route)
+		if err != nil {
+			return nil, err
+		}
+		err = up.Mail(t.from, t.mailOpts)
+		if err == nil {
+			return up, nil
+		}
+		up.Close()
+		if !up.Reused() || !up.Broken() || ctx.Err() != nil {
+			return nil, err
+		}
+		t.log.Debug("pooled upstream connection found dead, replaced", "mx", up.Peer().Host.Name, "error", err)
+	}
+}
+
+// close ends a transaction that ended cleanly: its upstream connection,
+// if any, may serve a later transaction.
 func (t *transaction) close() {
-	t.dropUpstream()
+	if t.up != nil {
+		if t.up.Broken() {
+			t.up.Close()
+		} else {
+			t.up.Release()
+		}
+		t.up = nil
+	}
 }
 
 // dropUpstream closes and forgets the upstream connection.

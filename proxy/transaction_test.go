@@ -42,11 +42,13 @@ type fakeUpstream struct {
 	mailErr error
 	// rcptErr answers RCPT for an address; breaks makes that answer
 	// break the connection.
-	rcptErr map[string]error
-	breaks  bool
-	rcpts   []string
-	broken  bool
-	closed  int
+	rcptErr  map[string]error
+	breaks   bool
+	rcpts    []string
+	broken   bool
+	closed   int
+	released int
+	reused   bool
 }
 
 func (u *fakeUpstream) Mail(string, *smtp.MailOptions) error { return u.mailErr }
@@ -62,6 +64,8 @@ func (u *fakeUpstream) Data([]byte, io.Reader) (*smtp.SMTPError, error) {
 	return &smtp.SMTPError{Code: 250}, nil
 }
 func (u *fakeUpstream) Close() error { u.closed++; return nil }
+func (u *fakeUpstream) Release()     { u.released++ }
+func (u *fakeUpstream) Reused() bool { return u.reused }
 func (u *fakeUpstream) Abort()       { u.broken = true }
 func (u *fakeUpstream) Broken() bool { return u.broken }
 func (u *fakeUpstream) Peer() Peer   { return Peer{Route: u.route} }
@@ -140,8 +144,8 @@ func TestTransactionRouteSharing(t *testing.T) {
 		t.Errorf("a.test resolved %d times in one transaction", router.resolved["a.test"])
 	}
 	tx.close()
-	if opener.opened[0].closed != 1 {
-		t.Error("the upstream was not closed at the end of the transaction")
+	if u := opener.opened[0]; u.released != 1 || u.closed != 0 {
+		t.Errorf("at the clean end of the transaction the upstream was released %d and closed %d times, want released once", u.released, u.closed)
 	}
 }
 
@@ -224,5 +228,32 @@ func TestTransactionMailRefusedClosesTheConnection(t *testing.T) {
 	}
 	if opener.opened[0].closed != 1 || tx.up != nil {
 		t.Fatal("the upstream whose MAIL was refused stays open")
+	}
+}
+
+func TestTransactionReplacesADeadPooledConnection(t *testing.T) {
+	router := &fakeRouter{resolved: map[string]int{}, routes: map[string]*enforcement.Route{"a.test": routeVia("mx.a.test")}}
+	gone := &enforcement.Failure{Kind: enforcement.KindLost, Domain: "a.test", Host: "mx.a.test", Reason: "connection lost during MAIL"}
+	n := 0
+	opener := &fakeOpener{next: func(u *fakeUpstream) {
+		n++
+		if n == 1 { // from the pool, closed by the MX meanwhile
+			u.reused, u.mailErr, u.broken = true, gone, true
+		}
+	}}
+	tx := newTransaction(router, opener)
+	if err := tx.rcpt("x@a.test", "a.test", nil); err != nil {
+		t.Fatalf("a dead pooled connection reached the client: %v", err)
+	}
+	if len(opener.opened) != 2 || opener.opened[0].closed != 1 || tx.up != opener.opened[1] {
+		t.Fatalf("want the dead connection closed and a new one used; opened %d", len(opener.opened))
+	}
+
+	// A new connection that breaks at MAIL is a failure, not retried.
+	opener = &fakeOpener{next: func(u *fakeUpstream) { u.mailErr, u.broken = gone, true }}
+	tx = newTransaction(router, opener)
+	wantCode(t, "fresh connection lost at MAIL", tx.rcpt("x@a.test", "a.test", nil), 451, smtp.EnhancedCode{4, 4, 2})
+	if len(opener.opened) != 1 {
+		t.Fatalf("a fresh connection lost at MAIL was retried (%d opened)", len(opener.opened))
 	}
 }

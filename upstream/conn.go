@@ -33,6 +33,16 @@ type Conn struct {
 	// broken is set once the connection can no longer be used; Abort
 	// sets it from another goroutine.
 	broken atomic.Bool
+
+	// pool, if not nil, takes the connection back after a clean
+	// transaction (Release).
+	pool *Pool
+	// certID identifies the client certificate it was made with.
+	certID [32]byte
+	// uses counts its transactions; reused is set when it came from the
+	// pool.
+	uses   int
+	reused bool
 }
 
 // Supports reports whether the server advertised the EHLO keyword after
@@ -60,7 +70,28 @@ func (c *Conn) Mail(from string, opts *smtp.MailOptions) error {
 			return c.refuse(enforcement.KindRequireTLS, "MX does not support REQUIRETLS")
 		}
 	}
+	c.uses++
 	return c.result("MAIL", c.client.Mail(quoteAddress(from), opts))
+}
+
+// Reused reports whether the connection served an earlier transaction.
+func (c *Conn) Reused() bool { return c.reused }
+
+// Release ends a transaction that ended cleanly (the MX's final reply,
+// or no message at all): the connection goes back to the pool after an
+// RSET, or is closed with QUIT when there is no pool. It must not be
+// called while Data runs, nor after a failure: use Close or Abort.
+func (c *Conn) Release() {
+	if c.pool == nil {
+		c.Close()
+		return
+	}
+	c.pool.release(c)
+}
+
+// Reset sends RSET.
+func (c *Conn) Reset() error {
+	return c.result("RSET", c.client.Reset())
 }
 
 // refuse is a transaction that this connection cannot carry; the

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -60,12 +61,21 @@ type Deliverer struct {
 	RelayUsername, RelayPassword string
 	// ClientCertificate, if set, is presented to servers that ask.
 	ClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	// Pool, if not nil, keeps connections between transactions; Open
+	// takes one from it before it dials.
+	Pool *Pool
+	// Sessions caches TLS sessions for resumption with hosts seen
+	// before; a resumed session is judged like a full handshake. An LRU
+	// cache of 1024 sessions if nil.
+	Sessions tls.ClientSessionCache
 	// Attempts, if set, receives every session with an MX for TLS-RPT
 	// (STARTTLS missing or refused, handshake failures, successes), once
 	// per connection, except on a route marked NoReport.
 	Attempts enforcement.AttemptRecorder
 	// Log receives one line per attempt; slog.Default if nil.
 	Log *slog.Logger
+
+	sessionsOnce sync.Once
 }
 
 func (d *Deliverer) log() *slog.Logger {
@@ -100,6 +110,9 @@ func (d *Deliverer) Open(ctx context.Context, route *enforcement.Route) (*Conn, 
 				break
 			}
 			tried++
+			if c := d.Pool.take(route, h, d.addr(h, a), certIdentity(d.ClientCertificate)); c != nil {
+				return c, nil
+			}
 			c, err := d.attempt(ctx, route, h, a)
 			if err == nil {
 				return c, nil
@@ -128,14 +141,7 @@ func (d *Deliverer) Open(ctx context.Context, route *enforcement.Route) (*Conn, 
 
 func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enforcement.Host, a netip.Addr) (*Conn, error) {
 	start := time.Now()
-	port := h.Port
-	if port == 0 {
-		port = d.Port
-	}
-	if port == 0 {
-		port = 25
-	}
-	addr := net.JoinHostPort(a.String(), strconv.Itoa(port))
+	addr := d.addr(h, a)
 	fail := func(kind enforcement.Kind, result, reason string, err error) error {
 		f := &enforcement.Failure{Kind: kind, Domain: route.Domain, Policy: h.Req.Describe(), Host: h.Name, Reason: reason, Result: result, Err: err}
 		d.log().LogAttrs(ctx, slog.LevelWarn, "upstream attempt failed",
@@ -180,7 +186,7 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 	}
 
 	var verdict enforcement.Verdict
-	base := &tls.Config{GetClientCertificate: d.ClientCertificate}
+	base := &tls.Config{GetClientCertificate: d.ClientCertificate, ClientSessionCache: d.sessions()}
 	tc := tls.Client(raw, h.Req.TLSConfig(d.Verifier, h.Name, base, &verdict))
 	hctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 	err = tc.HandshakeContext(hctx)
@@ -248,6 +254,8 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 		raw:     raw,
 		log:     d.log(),
 		opened:  start,
+		pool:    d.Pool,
+		certID:  certIdentity(d.ClientCertificate),
 	}
 	d.log().LogAttrs(ctx, slog.LevelInfo, "upstream connected",
 		slog.String("domain", route.Domain), slog.String("mx", h.Name), slog.String("ip", a.String()),
@@ -276,6 +284,27 @@ func (d *Deliverer) auth(c *smtp.Client) error {
 		}
 	}
 	return fmt.Errorf("the relay offers neither PLAIN nor LOGIN (AUTH %s)", mechs)
+}
+
+// addr is the address of host h at a.
+func (d *Deliverer) addr(h enforcement.Host, a netip.Addr) string {
+	port := h.Port
+	if port == 0 {
+		port = d.Port
+	}
+	if port == 0 {
+		port = 25
+	}
+	return net.JoinHostPort(a.String(), strconv.Itoa(port))
+}
+
+func (d *Deliverer) sessions() tls.ClientSessionCache {
+	d.sessionsOnce.Do(func() {
+		if d.Sessions == nil {
+			d.Sessions = tls.NewLRUClientSessionCache(1024)
+		}
+	})
+	return d.Sessions
 }
 
 func (d *Deliverer) dial(ctx context.Context, addr string) (net.Conn, error) {

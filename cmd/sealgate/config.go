@@ -48,6 +48,9 @@ type Config struct {
 	MaxMessageSize  int64         `env:"MAX_MESSAGE_SIZE" envDefault:"52428800" form:"a positive number of bytes"`
 	MaxRecipients   int           `env:"MAX_RECIPIENTS" envDefault:"100" form:"a positive number"`
 	MaxLineLength   int           `env:"MAX_LINE_LENGTH" envDefault:"65536" form:"a number of bytes from 1000 to 1048576"`
+	UpstreamIdle    time.Duration `env:"UPSTREAM_IDLE_TIMEOUT" envDefault:"30s" form:"a Go duration, e.g. 30s"`
+	UpstreamMaxIdle int           `env:"UPSTREAM_MAX_IDLE" envDefault:"8" form:"a positive number of idle connections per MX address"`
+	UpstreamReuse   int           `env:"UPSTREAM_MAX_REUSE" envDefault:"100" form:"a positive number of transactions per connection (1: no reuse)"`
 	CommandTimeout  time.Duration `env:"COMMAND_TIMEOUT" envDefault:"5m" form:"a Go duration, e.g. 5m"`
 	DataTimeout     time.Duration `env:"DATA_TIMEOUT" envDefault:"10m" form:"a Go duration, e.g. 10m"`
 	ConnectTimeout  time.Duration `env:"CONNECT_TIMEOUT" envDefault:"30s" form:"a Go duration, e.g. 30s"`
@@ -185,6 +188,15 @@ func parseConfig(environ map[string]string) (*Config, error) {
 	}
 	if c.MaxLineLength < 1000 || c.MaxLineLength > 1<<20 {
 		return nil, bad("MaxLineLength", strconv.Itoa(c.MaxLineLength), "")
+	}
+	if c.UpstreamIdle <= 0 {
+		return nil, bad("UpstreamIdle", c.UpstreamIdle.String(), "")
+	}
+	if c.UpstreamMaxIdle < 1 {
+		return nil, bad("UpstreamMaxIdle", strconv.Itoa(c.UpstreamMaxIdle), "")
+	}
+	if c.UpstreamReuse < 1 {
+		return nil, bad("UpstreamReuse", strconv.Itoa(c.UpstreamReuse), "")
 	}
 	if c.limits, err = parseLimits(&c, environ); err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 	"sealgate/enforcement/store"
 	"sealgate/proxy"
 	"sealgate/proxy/outcome"
+	"sealgate/upstream"
 )
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
@@ -44,6 +45,7 @@ type gateway struct {
 	metrics *metrics
 	sts     *mtasts.Manager
 	proxy   *proxy.Server
+	pool    *upstream.Pool
 
 	// tlsrpt records every upstream attempt and sends the reports.
 	tlsrpt *tlsrptService
@@ -85,6 +87,9 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 	if err = wireInterception(cfg, deliver); err != nil {
 		return nil, err
 	}
+	// Verified connections serve later transactions (DESIGN: upstream
+	// connection reuse); serve closes the pool at shutdown.
+	deliver.Pool = &upstream.Pool{IdleTimeout: cfg.UpstreamIdle, MaxIdle: cfg.UpstreamMaxIdle, MaxReuse: cfg.UpstreamReuse}
 	rpt := newTLSRPT(cfg, res, st, engine, deliver, met, log)
 	if cfg.relay != nil {
 		log.Info("smarthost mode: every message goes through the relay", "relay", cfg.relay.String(), "auth", cfg.RelayUsername != "")
@@ -133,7 +138,7 @@ func build(cfg *Config, logw io.Writer) (g *gateway, err error) {
 		Log:                log,
 	})
 	local, _ := engine.Local.(*localpolicy.Live)
-	return &gateway{tlsrpt: rpt, log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, proxy: srv, outcomes: outcomes}, nil
+	return &gateway{tlsrpt: rpt, log: log, watcher: watcher, local: local, metrics: met, store: st, sts: sts, proxy: srv, outcomes: outcomes, pool: deliver.Pool}, nil
 }
 
 func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
@@ -195,6 +200,7 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 		g.proxy.Close()
 	}
 	wg.Wait()
+	g.pool.Close()
 	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtp.ErrServerClosed) {
 		return err
 	}
