@@ -23,7 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sealgate/enforcement"
-	"sealgate/netx"
+	"sealgate/enforcement/netx"
 )
 
 // maxAttempts bounds the addresses Open tries for one route.

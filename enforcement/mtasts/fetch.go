@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"sealgate/enforcement/dnsname"
-	"sealgate/netx"
+	"sealgate/enforcement/netx"
 )
 
 // AddrLookup returns the addresses of host from the gateway's own resolver.
