@@ -78,3 +78,11 @@ func WithKey(key crypto.Signer) Option {
 func IncludeRoot() Option {
 	return func(c *issueConfig) { c.includeRoot = true }
 }
+
+// CommonName sets the subject common name. Issue puts the first DNS name
+// there when this is not given; with CommonName and no Names the name is
+// in the common name only, which verifiers that follow RFC 6125 (Go's
+// among them) ignore.
+func CommonName(name string) Option {
+	return func(c *issueConfig) { c.tmpl.Subject.CommonName = name }
+}
