@@ -51,8 +51,14 @@ staticcheck:
 deps:
 	@./.ci/deps $(TEST_DEBS)
 
+# The client straight to a TLS sink, through sealgate and through a private
+# Postfix, side by side for 1 KB, 10 KB and 1 MB at concurrency 1, 20 and
+# 200, then 10,000 idle sessions and CPU profiles of sealgate (see
+# docs/performance.md). Needs root and postfix (make deps). The table and
+# the profiles go to $(BENCH_OUT).
+BENCH_OUT ?= bin/bench
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./e2e/
+	$(GO) test -count=1 -v -timeout 20m -run '^TestBench$$' ./e2e/bench/ -args -full -out $(abspath $(BENCH_OUT))
 
 # Long: SOAK_SESSIONS concurrent sessions for SOAK_DURATION through the
 # built binary (no race detector), then the duplicate window; prints the

@@ -20,13 +20,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"sealgate/certs/certstest"
+	"sealgate/e2e/gwstat"
 	"sealgate/enforcement/resolver/dnstest"
 	"sealgate/upstream/upstreamtest"
 )
@@ -185,17 +185,7 @@ func startGatewayCmd(t testing.TB, cmd *exec.Cmd, env map[string]string) *gatewa
 }
 
 func (g *gateway) stop() {
-	select {
-	case <-g.done:
-	default:
-		g.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-g.done:
-		case <-time.After(35 * time.Second):
-			g.cmd.Process.Kill()
-			<-g.done
-		}
-	}
+	gwstat.Stop(g.cmd.Process, g.done, gwstat.StopGrace)
 	if g.t.Failed() {
 		g.t.Logf("sealgate log:\n%s", g.logs.String())
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"sealgate/e2e/gwstat"
 	"sealgate/upstream/upstreamtest"
 )
 
@@ -346,27 +345,13 @@ func (g *gateway) adminAddr() string {
 	return m[1] + m[2]
 }
 
-var goGoroutines = regexp.MustCompile(`(?m)^go_goroutines (\d+)$`)
-
-// goroutines reads go_goroutines from the admin endpoint's /metrics, over
-// a connection that is closed at once (a kept-alive one would count).
+// goroutines reads go_goroutines from the admin endpoint's /metrics.
 func goroutines(t *testing.T, admin string) int {
 	t.Helper()
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	resp, err := client.Get("http://" + admin + "/metrics")
+	n, err := gwstat.Goroutines(admin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := goGoroutines.FindSubmatch(body)
-	if m == nil {
-		t.Fatalf("no go_goroutines in /metrics:\n%s", body)
-	}
-	n, _ := strconv.Atoi(string(m[1]))
 	return n
 }
 
@@ -374,19 +359,9 @@ func goroutines(t *testing.T, admin string) int {
 // in bytes.
 func procStatus(t *testing.T, pid int, field string) int64 {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := gwstat.StatusBytes(pid, field)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return n
 }

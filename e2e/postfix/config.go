@@ -147,7 +147,8 @@ func mainCF(o Options, p paths) string {
 // masterServices is the minimal master.cf: every service runs outside a
 // chroot (the queue is in a temporary directory with no chroot set up).
 // There is no local delivery: mydestination is empty. tlsmgr serves an MX
-// instance's smtpd with STARTTLS.
+// instance's smtpd with STARTTLS; tlsproxy lets smtp_tls_connection_reuse
+// keep TLS connections to the relayhost open between messages.
 const masterServices = `# service type  private unpriv chroot wakeup maxproc command
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -169,6 +170,7 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+tlsproxy  unix  -       -       n       -       0       tlsproxy
 `
 
 // masterCF renders master.cf. Options must have been validated.

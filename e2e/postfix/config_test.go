@@ -155,7 +155,7 @@ func TestMasterCF(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := masterCF(Options{SMTPListen: tt.listen})
-			for _, svc := range []string{"pickup", "cleanup", "qmgr", "rewrite", "smtp", "relay", "showq", "tlsmgr", "postlog   unix-dgram"} {
+			for _, svc := range []string{"pickup", "cleanup", "qmgr", "rewrite", "smtp", "relay", "showq", "tlsmgr", "tlsproxy", "postlog   unix-dgram"} {
 				if !strings.Contains(got, "\n"+svc+" ") {
 					t.Errorf("master.cf lacks service %q", svc)
 				}
