@@ -67,7 +67,7 @@ func TestNftablesRulesetsParse(t *testing.T) {
 		{name: "router.nft with other networks", ruleset: nftDefine(t, router, map[string]string{
 			"LEGACY_NETS_V4": "{ 192.168.1.0/24, 10.0.1.0/24 }", "LEGACY_NETS_V6": "{ fd00:1::/64 }", "SEALGATE_PORT": "10025"})},
 		{name: "host.nft", ruleset: host},
-		{name: "host.nft by user", ruleset: strings.Replace(host, "\t#meta skuid", "\tmeta skuid", 1)},
+		{name: "host.nft by user", ruleset: strings.Replace(nftDefine(t, host, map[string]string{"SEALGATE_UID": "65534"}), "\t#meta skuid", "\tmeta skuid", 1)},
 		{name: "a bad policy is refused", ruleset: nftDefine(t, router, map[string]string{"FORWARD_POLICY": `"maybe"`}), wantErr: true},
 	}
 	for _, tc := range tests {
@@ -142,8 +142,14 @@ func newInterceptNet(t *testing.T) *interceptNet {
 // server delivering straight to an MX would, and sends one message.
 func (n *interceptNet) sendFromLegacy(t *testing.T, addr, rcpt, subject string) (greeting string, err error) {
 	t.Helper()
+	return sendFrom(t, n.legacy, addr, rcpt, subject)
+}
+
+// sendFrom connects from inside ns to addr and sends one message.
+func sendFrom(t *testing.T, ns *netns.NS, addr, rcpt, subject string) (greeting string, err error) {
+	t.Helper()
 	var conn net.Conn
-	if err := n.legacy.Do(func() error {
+	if err := ns.Do(func() error {
 		var derr error
 		conn, derr = net.DialTimeout("tcp", addr, 5*time.Second)
 		return derr
@@ -190,8 +196,15 @@ func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // metrics reads the gateway's /metrics inside its namespace.
 func (n *interceptNet) metrics(t *testing.T) string {
 	t.Helper()
+	return metricsIn(t, n.gw)
+}
+
+// metricsIn reads /metrics of a gateway whose admin listener is
+// 127.0.0.1:9025 inside ns.
+func metricsIn(t *testing.T, ns *netns.NS) string {
+	t.Helper()
 	var conn net.Conn
-	if err := n.gw.Do(func() error {
+	if err := ns.Do(func() error {
 		var err error
 		conn, err = net.DialTimeout("tcp", "127.0.0.1:9025", 5*time.Second)
 		return err
