@@ -300,4 +300,9 @@ func TestReceivedHeader(t *testing.T) {
 	if !strings.Contains(h, "for <b@example.test>;") {
 		t.Errorf("no for clause: %q", h)
 	}
+	// A local part that is not a Dot-string is quoted again, as upstream.
+	h = string(receivedInfo{For: "a b@example.test", Date: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}.header())
+	if !strings.Contains(h, `for <"a b"@example.test>;`) {
+		t.Errorf("for clause of a quoted local part: %q", h)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"sealgate/upstream"
 )
 
 // receivedInfo is what the Received header of one message records.
@@ -38,7 +40,7 @@ func (r receivedInfo) header() []byte {
 	fmt.Fprintf(&b, "\t(upstream %s %s to %s; %s)\r\n",
 		tls.VersionName(r.UpTLS.Version), tls.CipherSuiteName(r.UpTLS.CipherSuite), r.Upstream, sanitize(r.Verified))
 	if r.For != "" {
-		fmt.Fprintf(&b, "\tfor <%s>;", sanitize(r.For))
+		fmt.Fprintf(&b, "\tfor <%s>;", sanitize(upstream.QuoteAddress(r.For)))
 	} else {
 		b.WriteString("\t;")
 	}

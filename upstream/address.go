@@ -5,7 +5,7 @@ import (
 	"unicode/utf8"
 )
 
-// quoteAddress formats a mailbox for MAIL FROM or RCPT TO (RFC 5321
+// QuoteAddress formats a mailbox for MAIL FROM or RCPT TO (RFC 5321
 // §4.1.2). go-smtp's server hands over a quoted local part without its
 // quotes and backslashes ("a b"@example.org arrives as a b@example.org),
 // and its client writes what it is given between the angle brackets as it
@@ -17,7 +17,7 @@ import (
 //
 // Control characters cannot be written in a Quoted-string at all; the
 // inbound side refuses them before anything is sent.
-func quoteAddress(addr string) string {
+func QuoteAddress(addr string) string {
 	i := strings.LastIndexByte(addr, '@')
 	if i <= 0 {
 		return addr

@@ -28,8 +28,8 @@ func TestQuoteAddress(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := quoteAddress(tc.in); got != tc.want {
-				t.Errorf("quoteAddress(%q) = %q, want %q", tc.in, got, tc.want)
+			if got := QuoteAddress(tc.in); got != tc.want {
+				t.Errorf("QuoteAddress(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
 	}
@@ -79,8 +79,8 @@ func FuzzQuoteAddress(f *testing.F) {
 		if i <= 0 || strings.ContainsAny(addr[i:], `"\`) {
 			return // no local part to quote; domains hold no quotes
 		}
-		if got := unquoteMailbox(t, quoteAddress(addr)); got != addr {
-			t.Errorf("quoteAddress(%q) reads back as %q", addr, got)
+		if got := unquoteMailbox(t, QuoteAddress(addr)); got != addr {
+			t.Errorf("QuoteAddress(%q) reads back as %q", addr, got)
 		}
 	})
 }

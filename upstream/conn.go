@@ -71,7 +71,7 @@ func (c *Conn) Mail(from string, opts *smtp.MailOptions) error {
 		}
 	}
 	c.uses++
-	return c.result("MAIL", c.client.Mail(quoteAddress(from), opts))
+	return c.result("MAIL", c.client.Mail(QuoteAddress(from), opts))
 }
 
 // Reused reports whether the connection served an earlier transaction.
@@ -102,7 +102,7 @@ func (c *Conn) refuse(kind enforcement.Kind, reason string) error {
 
 // Rcpt sends RCPT TO, with the same error convention as Mail.
 func (c *Conn) Rcpt(to string, opts *smtp.RcptOptions) error {
-	return c.result("RCPT", c.client.Rcpt(quoteAddress(to), opts))
+	return c.result("RCPT", c.client.Rcpt(QuoteAddress(to), opts))
 }
 
 // Data streams the message from r and returns the server's final reply
