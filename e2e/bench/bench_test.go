@@ -129,8 +129,8 @@ func TestBench(t *testing.T) {
 
 	var report strings.Builder
 	writeTable(&report, cells)
-	fmt.Fprintf(&report, "\n%d idle inbound sessions (after greeting and EHLO): sealgate RSS %.1f MiB (%.1f MiB before), %d goroutines (%d before)\n",
-		idle.sessions, mib(idle.rss), mib(idle.baseRSS), idle.goroutines, idle.baseGoroutines)
+	fmt.Fprintf(&report, "\n%d idle inbound sessions (after greeting and EHLO): sealgate RSS %.1f MiB (%.1f MiB before), %d goroutines (%d before); goroutine stacks %.1f MiB, heap in use %.1f MiB\n",
+		idle.sessions, mib(idle.rss), mib(idle.baseRSS), idle.goroutines, idle.baseGoroutines, idle.stack/(1<<20), idle.heap/(1<<20))
 	writeTargets(&report, cells, idle)
 	fmt.Fprintf(&report, "\nHeap profile with the idle sessions open: %s\n", heapFile)
 	if *fullRun {
@@ -314,6 +314,9 @@ func runCell(t *testing.T, s *sink, pa *path, run, size, conc, n int) cell {
 	}
 	c := cell{path: pa.name, size: size, conc: conc, n: n, elapsed: last.Sub(res.start), retries: res.retries,
 		latency: latencies(res.dots, accepted)}
+	if res.firstRetry != nil {
+		t.Logf("%s: %d retries, the first after: %v", c.key(), res.retries, res.firstRetry)
+	}
 	if pa.drained != nil {
 		if err := pa.drained(); err != nil {
 			fail(err)

@@ -31,7 +31,9 @@ type loadResult struct {
 	start   time.Time
 	dots    []time.Time // when the client ended DATA, by sequence number
 	retries int64       // messages sent again after a failure
-	lastErr error
+	// firstRetry is the failure that caused the first retry.
+	firstRetry error
+	lastErr    error
 }
 
 // maxAttempts bounds how often one message is tried before the run fails.
@@ -67,15 +69,20 @@ func (l load) send() loadResult {
 						time.Sleep(50 * time.Millisecond)
 					}
 					if c == nil {
-						if c, err = l.dial(); err != nil {
-							continue
+						c, err = l.dial()
+					}
+					if c != nil {
+						if err = l.message(c, seq, payload, res.dots); err == nil {
+							break
 						}
+						c.Close()
+						c = nil
 					}
-					if err = l.message(c, seq, payload, res.dots); err == nil {
-						break
+					mu.Lock()
+					if res.firstRetry == nil && attempt+1 < maxAttempts {
+						res.firstRetry = fmt.Errorf("message %d: %w", seq, err)
 					}
-					c.Close()
-					c = nil
+					mu.Unlock()
 				}
 				if err != nil {
 					mu.Lock()

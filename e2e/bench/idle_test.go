@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,9 @@ type idleResult struct {
 	sessions                   int
 	baseRSS, rss               int64
 	baseGoroutines, goroutines int
+	// stack and heap are go_memstats_stack_inuse_bytes and
+	// go_memstats_heap_inuse_bytes with the sessions open.
+	stack, heap float64
 }
 
 // idleSources is how many loopback source addresses the idle sessions
@@ -82,7 +86,17 @@ func measureIdle(t *testing.T, e *benchEnv, n int, heapFile string) idleResult {
 	if res.rss, err = gwstat.StatusBytes(g.pid(), "VmRSS"); err != nil {
 		t.Fatal(err)
 	}
-	res.goroutines = goroutines(t, g.admin)
+	page, err := gwstat.Metrics(g.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n64, err1 := gwstat.ParseMetric(page, "go_goroutines")
+	stack, err2 := gwstat.ParseMetric(page, "go_memstats_stack_inuse_bytes")
+	heap, err3 := gwstat.ParseMetric(page, "go_memstats_heap_inuse_bytes")
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.Fatal(err)
+	}
+	res.goroutines, res.stack, res.heap = int(n64), stack, heap
 	if res.goroutines < n {
 		t.Fatalf("%d idle sessions but only %d goroutines: sessions were lost", n, res.goroutines)
 	}

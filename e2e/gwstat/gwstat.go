@@ -44,32 +44,42 @@ func ParseKB(data []byte, field string) (int64, error) {
 	return 0, fmt.Errorf("%w: no %s", ErrFormat, field)
 }
 
-var goGoroutines = regexp.MustCompile(`(?m)^go_goroutines (\d+)$`)
-
-// Goroutines reads go_goroutines from the admin endpoint at admin
+// Metrics fetches the Prometheus text page of the admin endpoint at admin
 // (host:port) over a connection closed at once (a kept-alive one would
-// count).
-func Goroutines(admin string) (int, error) {
+// count as a goroutine).
+func Metrics(admin string) ([]byte, error) {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	resp, err := client.Get("http://" + admin + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	return io.ReadAll(resp.Body)
+}
+
+// Goroutines reads go_goroutines from the admin endpoint at admin.
+func Goroutines(admin string) (int, error) {
+	page, err := Metrics(admin)
 	if err != nil {
 		return 0, err
 	}
-	return ParseGoroutines(body)
+	n, err := ParseMetric(page, "go_goroutines")
+	return int(n), err
 }
 
-// ParseGoroutines finds go_goroutines in a Prometheus text page.
-func ParseGoroutines(page []byte) (int, error) {
-	m := goGoroutines.FindSubmatch(page)
+// ParseMetric finds the sample of an unlabelled metric in a Prometheus
+// text page.
+func ParseMetric(page []byte, name string) (float64, error) {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`)
+	m := re.FindSubmatch(page)
 	if m == nil {
-		return 0, fmt.Errorf("%w: no go_goroutines in /metrics:\n%s", ErrFormat, page)
+		return 0, fmt.Errorf("%w: no %s in /metrics:\n%s", ErrFormat, name, page)
 	}
-	return strconv.Atoi(string(m[1]))
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %w", ErrFormat, name, err)
+	}
+	return v, nil
 }
 
 // StopGrace is how long Stop waits after SIGTERM: longer than the 30 s

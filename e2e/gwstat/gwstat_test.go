@@ -40,22 +40,25 @@ func TestStatusBytesOfThisProcess(t *testing.T) {
 	}
 }
 
-func TestParseGoroutines(t *testing.T) {
+func TestParseMetric(t *testing.T) {
+	page := "# TYPE go_goroutines gauge\ngo_goroutines 42\ngo_goroutines_total 3\ngo_memstats_stack_inuse_bytes 8.192e+07\nbad NaNx\n"
 	tests := []struct {
 		name    string
-		page    string
-		want    int
+		metric  string
+		want    float64
 		wantErr error
 	}{
-		{name: "present", page: "# TYPE go_goroutines gauge\ngo_goroutines 42\ngo_threads 7\n", want: 42},
-		{name: "other metric only", page: "go_goroutines_total 3\n", wantErr: ErrFormat},
-		{name: "empty", wantErr: ErrFormat},
+		{name: "integer", metric: "go_goroutines", want: 42},
+		{name: "exponent", metric: "go_memstats_stack_inuse_bytes", want: 8.192e7},
+		{name: "a longer name is another metric", metric: "go_goroutines_total", want: 3},
+		{name: "missing", metric: "go_threads", wantErr: ErrFormat},
+		{name: "not a number", metric: "bad", wantErr: ErrFormat},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseGoroutines([]byte(tt.page))
+			got, err := ParseMetric([]byte(page), tt.metric)
 			if !errors.Is(err, tt.wantErr) || got != tt.want {
-				t.Errorf("ParseGoroutines() = %d, %v; want %d, %v", got, err, tt.want, tt.wantErr)
+				t.Errorf("ParseMetric(%q) = %v, %v; want %v, %v", tt.metric, got, err, tt.want, tt.wantErr)
 			}
 		})
 	}
