@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
 
 	"sealgate/e2e/postfix"
 	"sealgate/upstream/upstreamtest"
@@ -44,6 +45,10 @@ func TestPostfixAsLegacyClient(t *testing.T) {
 func TestPostfixKeepsMessageWhileTLSCannotBeHad(t *testing.T) {
 	w := newWorld(t)
 	plain := w.mx("later.test", "mx1.later.test", 10, upstreamtest.MXOptions{})
+	// The gateway keeps DNS answers for their TTL: the MX RRset, which
+	// changes below, is published with TTL 0.
+	w.dns.Remove("later.test.", dns.TypeMX)
+	w.dns.Add("later.test. 0 IN MX 10 mx1.later.test.")
 	g := w.start(nil)
 	pf := postfix.Start(t, postfix.Options{RelayHost: g.addr})
 	if err := pf.Sendmail("alice@legacy.sealgate.test", []string{"bob@later.test"}, []byte("Subject: wait\n\nhello\n")); err != nil {

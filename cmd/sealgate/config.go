@@ -55,6 +55,7 @@ type Config struct {
 	DataTimeout     time.Duration `env:"DATA_TIMEOUT" envDefault:"10m" form:"a Go duration, e.g. 10m"`
 	ConnectTimeout  time.Duration `env:"CONNECT_TIMEOUT" envDefault:"30s" form:"a Go duration, e.g. 30s"`
 	DNSTimeout      time.Duration `env:"DNS_TIMEOUT" envDefault:"5s" form:"a Go duration, e.g. 5s"`
+	DNSCacheSize    int           `env:"DNS_CACHE_SIZE" envDefault:"10000" form:"a number of DNS answers kept, 0 for no cache"`
 	HonorTLSReqNo   bool          `env:"HONOR_TLS_REQUIRED_NO" envDefault:"false" form:"true or false"`
 
 	// TLS reporting (RFC 8460).
@@ -151,6 +152,9 @@ func parseConfig(environ map[string]string) (*Config, error) {
 			return nil, bad("DNSResolver", c.DNSResolver, err.Error())
 		}
 		c.resolvers = append(c.resolvers, r)
+	}
+	if c.DNSCacheSize < 0 {
+		return nil, bad("DNSCacheSize", strconv.Itoa(c.DNSCacheSize), "")
 	}
 	if c.MXPort < 1 || c.MXPort > 65535 {
 		return nil, bad("MXPort", strconv.Itoa(c.MXPort), "")

@@ -64,6 +64,8 @@ func TestParseConfigErrorsNameTheVariable(t *testing.T) {
 		{name: "bad network", env: map[string]string{"SEALGATE_ALLOWED_NETWORKS": "10.0.0.0/33"}, want: []string{"SEALGATE_ALLOWED_NETWORKS", "CIDR"}},
 		{name: "bad listen", env: map[string]string{"SEALGATE_LISTEN": "2525"}, want: []string{"SEALGATE_LISTEN", "host:port"}},
 		{name: "bad resolver", env: map[string]string{"SEALGATE_DNS_RESOLVER": "127.0.0.1"}, want: []string{"SEALGATE_DNS_RESOLVER"}},
+		{name: "negative DNS cache size", env: map[string]string{"SEALGATE_DNS_CACHE_SIZE": "-1"}, want: []string{"SEALGATE_DNS_CACHE_SIZE", "0 for no cache"}},
+		{name: "DNS cache size not a number", env: map[string]string{"SEALGATE_DNS_CACHE_SIZE": "many"}, want: []string{"SEALGATE_DNS_CACHE_SIZE"}},
 		{name: "bad log format", env: map[string]string{"SEALGATE_LOG_FORMAT": "xml"}, want: []string{"SEALGATE_LOG_FORMAT", "text or json"}},
 		{name: "bad duration", env: map[string]string{"SEALGATE_COMMAND_TIMEOUT": "5 minutes"}, want: []string{"SEALGATE_COMMAND_TIMEOUT", "duration"}},
 		{name: "negative duration", env: map[string]string{"SEALGATE_DATA_TIMEOUT": "-1s"}, want: []string{"SEALGATE_DATA_TIMEOUT"}},

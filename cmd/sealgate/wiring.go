@@ -11,7 +11,8 @@ import (
 )
 
 // newResolver is the DNS client for SEALGATE_DNS_RESOLVER, or for the
-// nameservers of /etc/resolv.conf when it is not set.
+// nameservers of /etc/resolv.conf when it is not set, with a cache of
+// SEALGATE_DNS_CACHE_SIZE answers (none for 0).
 func newResolver(cfg *Config) (*resolver.Resolver, error) {
 	servers := cfg.resolvers
 	if len(servers) == 0 {
@@ -20,7 +21,11 @@ func newResolver(cfg *Config) (*resolver.Resolver, error) {
 			return nil, &configError{fmt.Errorf("SEALGATE_DNS_RESOLVER is not set and %w", err)}
 		}
 	}
-	return &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout, TrustAD: trustAD(cfg)}, nil
+	r := &resolver.Resolver{Servers: servers, Timeout: cfg.DNSTimeout, TrustAD: trustAD(cfg)}
+	if cfg.DNSCacheSize > 0 {
+		r.Cache = resolver.NewCache(resolver.CacheOptions{Size: cfg.DNSCacheSize})
+	}
+	return r, nil
 }
 
 // newRouting wires the policy engine and the deliverer exactly as delivery

@@ -25,7 +25,7 @@ func newResolver(servers ...string) *resolver.Resolver {
 }
 
 // newZone starts a fake server holding records.
-func newZone(t *testing.T, records ...string) *dnstest.Server {
+func newZone(t testing.TB, records ...string) *dnstest.Server {
 	t.Helper()
 	s := dnstest.NewServer(t)
 	if len(records) > 0 {

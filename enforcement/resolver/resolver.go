@@ -13,7 +13,10 @@
 // TCP (RFC 7766), CNAME chains are followed (RFC 1034 §3.6.2) and failures are
 // classified: NXDOMAIN wraps enforcement.ErrNotFound; SERVFAIL (which is how
 // a validating resolver reports bogus data), REFUSED, FORMERR, timeouts and
-// network errors wrap enforcement.ErrDNSTemporary.
+// network errors wrap enforcement.ErrDNSTemporary. Concurrent identical
+// questions share one exchange, and a Cache, when set, keeps replies for
+// their TTL (negative ones for the SOA's negative TTL, RFC 2308 §5) with
+// the trust decision on their AD flag; failures are never kept.
 package resolver
 
 import (
@@ -49,7 +52,7 @@ type ExchangeFunc func(ctx context.Context, network, server string, m *dns.Msg) 
 
 // Resolver implements enforcement.DNS over miekg/dns. The zero value has no
 // servers and fails every lookup; set Servers. It is safe for concurrent use
-// once configured.
+// once configured, and must not be copied after first use.
 type Resolver struct {
 	// Servers are the recursive resolvers as "host:port", tried in order.
 	Servers []string
@@ -67,6 +70,12 @@ type Resolver struct {
 	// Shuffle permutes the n MX hosts of one preference. Nil means
 	// math/rand/v2.Shuffle.
 	Shuffle func(n int, swap func(i, j int))
+	// Cache keeps replies for their TTL (see Cache). Nil means every
+	// lookup asks the servers.
+	Cache *Cache
+
+	// flights shares one exchange among concurrent identical questions.
+	flights flights
 }
 
 var _ enforcement.DNS = (*Resolver)(nil)
@@ -187,13 +196,50 @@ func newQuery(name string, qtype uint16) *dns.Msg {
 	return m
 }
 
-// query asks the servers in order for name/qtype and returns the first reply
-// with NOERROR. NXDOMAIN ends the lookup with ErrNotFound; every other
-// failure moves on to the next server.
+// query returns the reply to name/qtype: from the cache when it holds one,
+// otherwise from the servers, concurrent identical questions sharing one
+// exchange. NXDOMAIN ends the lookup with ErrNotFound. The reply may be
+// shared: callers must not modify it.
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	if len(r.Servers) == 0 {
 		return nil, newTemporary(name, qtype, "no DNS servers configured", nil)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, newTemporary(name, qtype, err.Error(), err)
+	}
+	q := question{name: name, qtype: qtype}
+	var resp *dns.Msg
+	if r.Cache != nil {
+		resp = r.Cache.get(q)
+	}
+	if resp == nil {
+		var err error
+		resp, err = r.flights.do(ctx, q, func(ctx context.Context) (*dns.Msg, error) {
+			resp, err := r.ask(ctx, name, qtype)
+			if err == nil && r.Cache != nil {
+				r.Cache.put(q, resp)
+			}
+			return resp, err
+		})
+		if err != nil {
+			var le *LookupError
+			if !errors.As(err, &le) {
+				// This caller gave up: err is ctx.Err().
+				err = newTemporary(name, qtype, err.Error(), err)
+			}
+			return nil, err
+		}
+	}
+	if resp.Rcode == dns.RcodeNameError {
+		return nil, &LookupError{Name: trimDot(name), Type: typeString(qtype), Reason: "NXDOMAIN", Err: enforcement.ErrNotFound}
+	}
+	return resp, nil
+}
+
+// ask asks the servers in order for name/qtype and returns the first reply
+// with NOERROR or NXDOMAIN, its AD flag cleared unless the server is
+// trusted. Every other failure moves on to the next server.
+func (r *Resolver) ask(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	var failures []string
 	var causes []error
 	for _, server := range r.Servers {
@@ -214,18 +260,12 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 			resp.AuthenticatedData = false
 		}
 		switch resp.Rcode {
-		case dns.RcodeSuccess:
+		case dns.RcodeSuccess, dns.RcodeNameError:
 			if !matchesQuestion(resp, name, qtype) {
 				failures = append(failures, describe(server, len(r.Servers), "reply does not match the question"))
 				continue
 			}
 			return resp, nil
-		case dns.RcodeNameError:
-			if !matchesQuestion(resp, name, qtype) {
-				failures = append(failures, describe(server, len(r.Servers), "reply does not match the question"))
-				continue
-			}
-			return nil, &LookupError{Name: trimDot(name), Type: typeString(qtype), Reason: "NXDOMAIN", Err: enforcement.ErrNotFound}
 		default:
 			failures = append(failures, describe(server, len(r.Servers), rcodeString(resp.Rcode)))
 		}

@@ -97,14 +97,14 @@ func TestADFromAnUntrustedResolverIsInsecure(t *testing.T) {
 func TestADTrust(t *testing.T) {
 	tests := []struct {
 		name        string
-		r           resolver.Resolver
+		r           *resolver.Resolver
 		wantTrusted []string
 		wantIgnored []string
 	}{
-		{name: "loopback", r: resolver.Resolver{Servers: []string{"127.0.0.1:53", "[::1]:53"}}, wantTrusted: []string{"127.0.0.1:53", "[::1]:53"}},
-		{name: "remote", r: resolver.Resolver{Servers: []string{"10.0.0.2:53"}}, wantIgnored: []string{"10.0.0.2:53"}},
-		{name: "mixed", r: resolver.Resolver{Servers: []string{"127.0.0.1:53", "10.0.0.2:53"}}, wantTrusted: []string{"127.0.0.1:53"}, wantIgnored: []string{"10.0.0.2:53"}},
-		{name: "remote, trusted path", r: resolver.Resolver{Servers: []string{"10.0.0.2:53"}, TrustAD: resolver.TrustAll}, wantTrusted: []string{"10.0.0.2:53"}},
+		{name: "loopback", r: &resolver.Resolver{Servers: []string{"127.0.0.1:53", "[::1]:53"}}, wantTrusted: []string{"127.0.0.1:53", "[::1]:53"}},
+		{name: "remote", r: &resolver.Resolver{Servers: []string{"10.0.0.2:53"}}, wantIgnored: []string{"10.0.0.2:53"}},
+		{name: "mixed", r: &resolver.Resolver{Servers: []string{"127.0.0.1:53", "10.0.0.2:53"}}, wantTrusted: []string{"127.0.0.1:53"}, wantIgnored: []string{"10.0.0.2:53"}},
+		{name: "remote, trusted path", r: &resolver.Resolver{Servers: []string{"10.0.0.2:53"}, TrustAD: resolver.TrustAll}, wantTrusted: []string{"10.0.0.2:53"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

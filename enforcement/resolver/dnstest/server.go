@@ -55,6 +55,7 @@ type Server struct {
 	truncate    map[key]bool
 	drop        map[key]bool
 	noFollow    bool
+	negativeTTL uint32
 	queries     []Query
 }
 

@@ -317,3 +317,34 @@ func TestServerClose(t *testing.T) {
 		t.Error("exchange after Close succeeded")
 	}
 }
+
+func TestServerNegativeTTL(t *testing.T) {
+	s := dnstest.NewServer(t)
+	s.Add("mx.example.test. 300 IN A 192.0.2.1", "alias.example.test. 300 IN CNAME mx.example.test.")
+	tests := []struct {
+		name      string
+		ttl       uint32
+		ask       ask
+		wantRcode int
+		wantNs    []string
+	}{
+		{name: "no SOA by default", ask: ask{name: "none.example.test.", qtype: dns.TypeA}, wantRcode: dns.RcodeNameError},
+		{name: "NXDOMAIN", ttl: 120, ask: ask{name: "none.example.test.", qtype: dns.TypeA}, wantRcode: dns.RcodeNameError,
+			wantNs: []string{"example.test. 120 IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 120"}},
+		{name: "NODATA after a CNAME", ttl: 60, ask: ask{name: "alias.example.test.", qtype: dns.TypeAAAA}, wantRcode: dns.RcodeSuccess,
+			wantNs: []string{"example.test. 60 IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 60"}},
+		{name: "an answer has none", ttl: 60, ask: ask{name: "mx.example.test.", qtype: dns.TypeA}, wantRcode: dns.RcodeSuccess},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s.SetNegativeTTL(tc.ttl)
+			resp, err := exchange(t, s.Addr(), tc.ask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(resp.Ns); resp.Rcode != tc.wantRcode || !slices.Equal(got, tc.wantNs) {
+				t.Errorf("rcode %s, authority %q; want %s, %q", dns.RcodeToString[resp.Rcode], got, dns.RcodeToString[tc.wantRcode], tc.wantNs)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package dnstest
 
 import (
 	"net"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -152,9 +153,42 @@ func (s *Server) exists(name string) bool {
 	return false
 }
 
+// SetNegativeTTL makes NXDOMAIN and NODATA answers carry, in their
+// authority section, an SOA record whose TTL and MINIMUM are ttl seconds,
+// so that a caching client keeps them that long (RFC 2308 §5). The owner
+// of the SOA is the last two labels of the name that does not exist or
+// has no data. Zero (the default) sends no SOA: the answers must not be
+// cached.
+func (s *Server) SetNegativeTTL(ttl uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.negativeTTL = ttl
+}
+
+// negativeSOA returns the SOA for a negative answer about name, or nil.
+// Callers hold s.mu.
+func (s *Server) negativeSOA(name string) dns.RR {
+	if s.negativeTTL == 0 {
+		return nil
+	}
+	labels := dns.SplitDomainName(name)
+	zone := dns.Fqdn(strings.Join(labels[max(0, len(labels)-2):], "."))
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: s.negativeTTL},
+		Ns:      "ns." + zone,
+		Mbox:    "hostmaster." + zone,
+		Serial:  1,
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  s.negativeTTL,
+	}
+}
+
 // answer resolves name/qtype in the server's data, following CNAMEs unless
-// told not to. Callers hold s.mu.
-func (s *Server) answer(name string, qtype uint16) ([]dns.RR, int, bool) {
+// told not to, and says whether the answer ended in NXDOMAIN or NODATA at
+// the returned name. Callers hold s.mu.
+func (s *Server) answer(name string, qtype uint16) ([]dns.RR, int, bool, string) {
 	var out []dns.RR
 	secure := true
 	seen := map[string]bool{name: true}
@@ -164,7 +198,7 @@ func (s *Server) answer(name string, qtype uint16) ([]dns.RR, int, bool) {
 			for _, rr := range rrs {
 				out = append(out, dns.Copy(rr))
 			}
-			return out, dns.RcodeSuccess, secure && s.isSecure(cur, qtype)
+			return out, dns.RcodeSuccess, secure && s.isSecure(cur, qtype), ""
 		}
 		cnames := s.rrsets[key{cur, dns.TypeCNAME}]
 		if qtype == dns.TypeCNAME || len(cnames) == 0 {
@@ -178,16 +212,16 @@ func (s *Server) answer(name string, qtype uint16) ([]dns.RR, int, bool) {
 		secure = secure && s.isSecure(cur, dns.TypeCNAME)
 		target := dns.CanonicalName(cname.Target)
 		if s.noFollow || seen[target] {
-			return out, dns.RcodeSuccess, secure
+			return out, dns.RcodeSuccess, secure, ""
 		}
 		seen[target] = true
 		cur = target
 	}
 	secure = secure && s.isSecure(cur, qtype)
 	if !s.exists(cur) {
-		return out, dns.RcodeNameError, secure
+		return out, dns.RcodeNameError, secure, cur
 	}
-	return out, dns.RcodeSuccess, secure
+	return out, dns.RcodeSuccess, secure, cur
 }
 
 // ServeDNS implements dns.Handler.
@@ -224,7 +258,13 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	truncate, _ := lookupSwitch(s.truncate, name, q.Qtype)
 	var secure bool
 	if !forced {
-		resp.Answer, resp.Rcode, secure = s.answer(name, q.Qtype)
+		var negative string
+		resp.Answer, resp.Rcode, secure, negative = s.answer(name, q.Qtype)
+		if negative != "" {
+			if soa := s.negativeSOA(negative); soa != nil {
+				resp.Ns = []dns.RR{soa}
+			}
+		}
 	}
 	s.mu.Unlock()
 
