@@ -189,6 +189,10 @@ func TestMTASTSNewIDBringsNewPolicy(t *testing.T) {
 	mx1 := w.mx("d.test", "mx1.d.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.d.test")})
 	mx2 := w.mx("d.test", "mx2.d.test", 20, upstreamtest.MXOptions{Certificate: w.cert("mx2.d.test")})
 	host := w.sts("d.test", "1", enforce("mx2.d.test"))
+	// The gateway keeps DNS answers for their TTL: the TXT record, which
+	// changes below, is published with TTL 0.
+	w.dns.Remove("_mta-sts.d.test.", dns.TypeTXT)
+	w.dns.Add(`_mta-sts.d.test. 0 IN TXT "v=STSv1; id=1;"`)
 	g := w.start(nil)
 	if res := g.send("a@legacy.sealgate.test", []string{"b@d.test"}, message("x")); res.Rcpt[0] != nil || res.Data != nil {
 		t.Fatalf("%+v", res)
