@@ -18,6 +18,8 @@ TEST_DEBS += systemd qemu-system-x86 debootstrap e2fsprogs iproute2
 TEST_DEBS += chromium fonts-dejavu-core
 # The container image and the Kubernetes pod (deploy/container, e2e/k8s).
 TEST_DEBS += buildah podman runc
+# The README's rollout check reads sealgate check's JSON with jq.
+TEST_DEBS += jq
 # e2e/k8s is a module of its own (the Kubernetes libraries stay out of
 # sealgate's): ./... at the top does not reach it.
 K8S_TESTS := e2e/k8s
