@@ -179,9 +179,14 @@ func (v *Verifier) verifyChain(r Requirement, chain []*x509.Certificate) (result
 	return ResultNotTrusted, "certificate chain invalid: " + err.Error()
 }
 
+// daneResult is the TLS-RPT result type of a DANE failure (RFC 8460
+// §4.3.2.1): no record matching the chain is "tlsa-invalid" (none of the
+// records in the RRset were found to be valid).
 func daneResult(err error) string {
 	var inv x509.CertificateInvalidError
 	switch {
+	case errors.Is(err, dane.ErrNoMatch):
+		return ResultTLSAInvalid
 	case errors.Is(err, dane.ErrNameMismatch):
 		return ResultHostMismatch
 	case errors.As(err, &inv) && inv.Reason == x509.Expired:

@@ -61,7 +61,7 @@ func TestJudge(t *testing.T) {
 		{name: "fingerprint of key", req: Requirement{Level: LevelFingerprint, Fingerprints: [][]byte{keyDigest[:]}}, cert: good, wantOK: true, wantAuth: true},
 		{name: "fingerprint mismatch", req: Requirement{Level: LevelFingerprint, Fingerprints: [][]byte{keyDigest[:]}}, cert: self, wantResult: ResultNotTrusted},
 		{name: "DANE-EE match", req: Requirement{Level: LevelDANE, TLSA: []dane.TLSA{dane.Expect(self.Leaf, 3, 1, 1)}}, cert: self, wantOK: true, wantAuth: true},
-		{name: "DANE-EE mismatch", req: Requirement{Level: LevelDANE, TLSA: []dane.TLSA{dane.Expect(good.Leaf, 3, 1, 1)}}, cert: self, wantResult: ResultValidationFailure},
+		{name: "DANE-EE mismatch", req: Requirement{Level: LevelDANE, TLSA: []dane.TLSA{dane.Expect(good.Leaf, 3, 1, 1)}}, cert: self, wantResult: ResultTLSAInvalid},
 		{name: "testing failure falls to floor", req: Requirement{Source: SourceMTASTS, Level: LevelVerify, Testing: true, Names: []string{"mx.example.test"}}, cert: self, wantOK: true, wantResult: ResultNotTrusted},
 	}
 	for _, tc := range tests {
@@ -98,6 +98,7 @@ func TestDANEFailureResults(t *testing.T) {
 	ca := certstest.NewCA(t, "anchor")
 	good := ca.Issue(certstest.Names("mx.example.test"), certstest.IncludeRoot())
 	expired := ca.Issue(certstest.Names("mx.example.test"), certstest.IncludeRoot(), certstest.Expired())
+	other := certstest.NewCA(t, "another anchor").Issue(certstest.Names("mx.example.test"), certstest.IncludeRoot())
 	ta := dane.Expect(ca.Root(), 2, 0, 1)
 	v := &Verifier{}
 	for _, tc := range []struct {
@@ -109,6 +110,7 @@ func TestDANEFailureResults(t *testing.T) {
 		{name: "DANE-TA wrong name", names: []string{"other.example.test"}, cert: good, want: ResultHostMismatch},
 		{name: "DANE-TA expired leaf", names: []string{"mx.example.test"}, cert: expired, want: ResultExpired},
 		{name: "DANE-TA good", names: []string{"mx.example.test"}, cert: good},
+		{name: "DANE-TA of another authority", names: []string{"mx.example.test"}, cert: other, want: ResultTLSAInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := v.Judge(Requirement{Level: LevelDANE, TLSA: []dane.TLSA{ta}, Names: tc.names}, "mx.example.test", state(tc.cert, tls.VersionTLS13))

@@ -161,7 +161,7 @@ func TestBuildPolicies(t *testing.T) {
 	tlsa := enforcement.Attempt{Time: at, Domain: "example.test", PolicyType: enforcement.PolicyTypeTLSA,
 		Policy: []string{"3 1 1 aabb"}, MXHosts: []string{"mx.example.test"}, MXHost: "mx.example.test"}
 	tlsaFail := tlsa
-	tlsaFail.Result, tlsaFail.Reason = enforcement.ResultValidationFailure, "TLSA: no match"
+	tlsaFail.Result, tlsaFail.Reason = enforcement.ResultTLSAInvalid, "TLSA: no match"
 	none := enforcement.Attempt{Time: at, Domain: "example.test", PolicyType: enforcement.PolicyTypeNone, MXHost: "mx2.example.test",
 		SendingIP: netip.MustParseAddr("127.0.0.1"), ReceivingIP: netip.MustParseAddr("127.0.0.2")}
 	noneFail := none
@@ -178,7 +178,7 @@ func TestBuildPolicies(t *testing.T) {
 				ReceivingMXHostname: "mx2.example.test", FailedSessionCount: 1}}},
 		{Policy: Policy{Type: "tlsa", String: []string{"3 1 1 aabb"}, Domain: "example.test", MXHost: []string{"mx.example.test"}},
 			Summary: Summary{Successful: 2, Failure: 1},
-			FailureDetails: []FailureDetail{{ResultType: "validation-failure", ReceivingMXHostname: "mx.example.test",
+			FailureDetails: []FailureDetail{{ResultType: "tlsa-invalid", ReceivingMXHostname: "mx.example.test",
 				FailedSessionCount: 1, FailureReasonCode: "TLSA: no match"}}},
 	}
 	if !reflect.DeepEqual(reps[0].Policies, want) {
