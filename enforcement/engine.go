@@ -127,9 +127,16 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 				Result: ResultDNSSECInvalid, Reason: "TLSA lookup failed: " + err.Error()})
 		case !ok:
 			excluded = append(excluded, h.name)
-			if sts != nil {
+			switch {
+			case sts != nil:
 				a := req.attempt(domain, h.name)
 				a.Result, a.Reason = ResultValidationFailure, "MX host not allowed by the MTA-STS policy"
+				e.record(a)
+			case local != nil:
+				// A local dane-only entry and no usable secure TLSA
+				// records: RFC 8460 §4.3.2.1 "dane-required".
+				a := req.attempt(domain, h.name)
+				a.Result, a.Reason = ResultDANERequired, "no usable DNSSEC-secure TLSA records (local policy "+local.Level.String()+")"
 				e.record(a)
 			}
 			e.logf(ctx, "MX host not allowed by policy", "domain", domain, "mx", h.name, "policy", req.Describe())
