@@ -32,9 +32,14 @@ type stsHost struct {
 // policy host with a certificate of the world's WebPKI.
 func (w *world) sts(domain, id, policy string) *stsHost {
 	w.t.Helper()
+	return w.stsWithCert(domain, id, policy, w.ca.Leaf("mta-sts."+domain))
+}
+
+// stsWithCert is sts with the policy host presenting cert.
+func (w *world) stsWithCert(domain, id, policy string, cert tls.Certificate) *stsHost {
+	w.t.Helper()
 	ip := w.host("mta-sts." + domain)
 	w.stsID(domain, id)
-	cert := w.ca.Leaf("mta-sts." + domain)
 	l, err := tls.Listen("tcp", ip+":443", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		w.t.Fatalf("binding %s:443 (needs root): %v", ip, err)

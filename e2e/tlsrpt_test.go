@@ -20,8 +20,26 @@ import (
 // tlsrptCmd runs "sealgate tlsrpt ARGS" against the gateway's admin API.
 func (g *gateway) tlsrptCmd(t *testing.T, env map[string]string, args ...string) (string, string, int) {
 	t.Helper()
+	r := runTLSRPTCmd(g.adminAddr(), env, args...)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.out, r.errs, r.code
+}
+
+// tlsrptRun is one run of "sealgate tlsrpt": its output, error output and
+// exit status, and err when it could not run at all.
+type tlsrptRun struct {
+	out, errs string
+	code      int
+	err       error
+}
+
+// runTLSRPTCmd runs "sealgate tlsrpt ARGS" against the admin API at admin;
+// it is safe to call from any goroutine.
+func runTLSRPTCmd(admin string, env map[string]string, args ...string) tlsrptRun {
 	cmd := exec.Command(binPath, append([]string{"tlsrpt"}, args...)...)
-	e := map[string]string{"SEALGATE_ADMIN_LISTEN": g.adminAddr(), "SEALGATE_HOSTNAME": "gw.sealgate.test"}
+	e := map[string]string{"SEALGATE_ADMIN_LISTEN": admin, "SEALGATE_HOSTNAME": "gw.sealgate.test"}
 	for k, v := range env {
 		e[k] = v
 	}
@@ -29,13 +47,13 @@ func (g *gateway) tlsrptCmd(t *testing.T, env map[string]string, args ...string)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	code := 0
+	r := tlsrptRun{out: out.String(), errs: errb.String()}
 	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
+		r.code = ee.ExitCode()
+	} else {
+		r.err = err
 	}
-	return out.String(), errb.String(), code
+	return r
 }
 
 type rptReport struct {
@@ -62,6 +80,7 @@ type rptReport struct {
 			IP      string `json:"receiving-ip"`
 			Sending string `json:"sending-mta-ip"`
 			Count   int    `json:"failed-session-count"`
+			Reason  string `json:"failure-reason-code"`
 		} `json:"failure-details"`
 	} `json:"policies"`
 }
