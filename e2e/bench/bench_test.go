@@ -202,6 +202,9 @@ type path struct {
 	// that keeps none.
 	drained func() error
 	gw      *gateway
+	// dns, when set, is the resolver the relay asks; its queries are
+	// counted.
+	dns *dnstest.Server
 }
 
 func (e *benchEnv) direct() *path {
@@ -225,7 +228,7 @@ func (e *benchEnv) sealgate(t *testing.T, profile string) *path {
 	g := startGateway(t, env)
 	pid := g.pid()
 	return &path{
-		name: "sealgate", addr: g.addr, gw: g,
+		name: "sealgate", addr: g.addr, gw: g, dns: e.dns,
 		usage: func() (usage, error) { return processUsage(pid) },
 		peak: func() func() int64 {
 			if err := resetPeak(pid); err != nil {
@@ -287,6 +290,10 @@ func runCell(t *testing.T, s *sink, pa *path, run, size, conc, n int) cell {
 		t.Fatalf("%s, %s at concurrency %d: %v", pa.name, sizeName(size), conc, err)
 	}
 	s.expect(run, n)
+	conns0 := s.conns.Load()
+	if pa.dns != nil {
+		pa.dns.ResetQueries()
+	}
 	var before usage
 	var endPeak func() int64
 	if pa.usage != nil {
@@ -331,6 +338,10 @@ func runCell(t *testing.T, s *sink, pa *path, run, size, conc, n int) cell {
 		fail(err)
 	}
 	c.machineCPU, c.harnessCPU = machine1-machine0, self1.cpu-self0.cpu
+	c.sinkConns = int(s.conns.Load() - conns0)
+	if pa.dns != nil {
+		c.dnsQueries = len(pa.dns.Queries())
+	}
 	if pa.usage != nil {
 		after, err := pa.usage()
 		if err != nil {

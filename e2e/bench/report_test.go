@@ -23,14 +23,16 @@ type cell struct {
 	// the run, harnessCPU the share of the benchmark's own process (the
 	// client and the sink): a check that the relay's figure is whole.
 	machineCPU, harnessCPU time.Duration
+	dnsQueries             int // what the relay asked the DNS over the run
+	sinkConns              int // connections the sink accepted over the run
 }
 
 func (c cell) key() string { return fmt.Sprintf("%s %s c%d", c.path, sizeName(c.size), c.conc) }
 
 func (c cell) String() string {
-	return fmt.Sprintf("%s: %d messages in %v: %.0f msgs/s, %.1f MB/s, p50 %s ms, p99 %s ms, relay CPU %.3f ms/msg, peak %.1f MiB, %d retries; machine busy %.3f ms/msg, client and sink %.3f ms/msg",
+	return fmt.Sprintf("%s: %d messages in %v: %.0f msgs/s, %.1f MB/s, p50 %s ms, p99 %s ms, relay CPU %.3f ms/msg, peak %.1f MiB, %d retries, %.1f DNS queries/msg, %d connections to the sink; machine busy %.3f ms/msg, client and sink %.3f ms/msg",
 		c.key(), c.n, c.elapsed.Round(time.Millisecond), c.rate(), c.byteRate()/1e6, ms(c.quantile(0.5)), ms(c.quantile(0.99)),
-		c.cpuPerMessage(), mib(c.peakRSS), c.retries, perMessage(c.machineCPU, c.n), perMessage(c.harnessCPU, c.n))
+		c.cpuPerMessage(), mib(c.peakRSS), c.retries, float64(c.dnsQueries)/float64(c.n), c.sinkConns, perMessage(c.machineCPU, c.n), perMessage(c.harnessCPU, c.n))
 }
 
 func (c cell) rate() float64     { return float64(c.n) / c.elapsed.Seconds() }

@@ -35,6 +35,7 @@ type sink struct {
 	count    int
 	full     chan struct{} // closed when count reaches len(accepted)
 	foreign  atomic.Int64  // messages of no current run (late retries)
+	conns    atomic.Int64  // TCP connections accepted
 }
 
 // startSink listens on 127.0.0.1:0 with STARTTLS under cert; every
@@ -54,7 +55,7 @@ func startSink(t testing.TB, cert tls.Certificate) *sink {
 	s.srv.MaxRecipients = 10
 	s.srv.ReadTimeout = time.Minute
 	s.srv.WriteTimeout = time.Minute
-	go s.srv.Serve(quickAckListener{l})
+	go s.srv.Serve(quickAckListener{Listener: l, accepted: &s.conns})
 	t.Cleanup(func() { s.srv.Close() })
 	return s
 }
@@ -169,13 +170,17 @@ func parseSeq(v string) (run, seq int, err error) {
 // sink delays its ACKs and a peer's Nagle-held write (Postfix's client
 // after the TLS 1.3 Finished) waits 40 ms, which is the sink's fault, not
 // the relay's.
-type quickAckListener struct{ net.Listener }
+type quickAckListener struct {
+	net.Listener
+	accepted *atomic.Int64
+}
 
 func (l quickAckListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
+	l.accepted.Add(1)
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c, nil
