@@ -142,7 +142,12 @@ func (e *adminError) Is(target error) bool {
 	return false
 }
 
+// purge deletes the cached policy, through the Manager when there is one
+// so that its memory forgets it too.
 func (o stsOps) purge(ctx context.Context, domain string) error {
+	if o.mgr != nil {
+		return o.mgr.Purge(ctx, domain)
+	}
 	return o.st.DeletePolicy(ctx, domain)
 }
 

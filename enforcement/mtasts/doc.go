@@ -4,7 +4,9 @@
 // and the HTTPS policy fetch (§3.3) with the result classified by the
 // TLS-RPT result types of RFC 8460 §4.3.
 //
-// Manager keeps the policy cache in the state store (§5.1) and remembers
+// Manager keeps the policy cache in the state store (§5.1), with a bounded
+// copy in memory that is read again from the store after a minute (so that
+// replicas sharing a store see each other's writes), and remembers
 // failed fetches for a short time so that messages do not wait for a
 // policy host that is down; it makes no delivery decision, which is the
 // business of package enforcement. Every side effect (TXT and address

@@ -75,7 +75,16 @@ const (
 // waiting again, while a background fetch is tried at most once per
 // RetryInterval. Any successful fetch (background, refresh, operator)
 // replaces the failure; a failed background fetch renews it; a new id is
-// fetched at once. Fields must be set before use.
+// fetched at once.
+//
+// The Manager keeps in memory what it last read from or wrote to the
+// store for each domain (the policy, parsed, or that there is none), so
+// that a message to a domain whose policy is current reads nothing from
+// the store. Its own writes (fetches, refreshes, Purge) update that
+// memory at once. A copy older than MemoryMaxAge is read again, and so is
+// the store entry before any fetch, so that a policy that another replica
+// sharing the store fetched or purged is seen: before fetching at once,
+// otherwise within MemoryMaxAge. Fields must be set before use.
 type Manager struct {
 	Store     store.Store
 	Fetcher   PolicyFetcher
@@ -95,13 +104,22 @@ type Manager struct {
 	MaxFailures int
 	// RefreshConcurrency bounds background refreshes; 4 if 0.
 	RefreshConcurrency int
-	Log                *slog.Logger
+	// MemoryMaxAge is how long a store entry kept in memory answers for
+	// the store; DefaultMemoryMaxAge if 0; a negative value keeps
+	// nothing (every message reads the store).
+	MemoryMaxAge time.Duration
+	// MaxMemory bounds the domains kept in memory; DefaultMaxMemory if 0.
+	MaxMemory int
+	Log       *slog.Logger
 
 	mu sync.Mutex // one RefreshDue at a time
 
 	fmu      sync.Mutex
 	failures map[string]*fetchFailure // by domain
 	bg       sync.WaitGroup           // background fetches
+
+	mmu    sync.Mutex
+	memory map[string]*memEntry // by domain
 }
 
 // fetchFailure is a remembered failed fetch of a domain's policy.
@@ -132,7 +150,7 @@ func (m *Manager) log() *slog.Logger {
 // exist); everything else is expressed in the Lookup.
 func (m *Manager) Policy(ctx context.Context, domain string) (Lookup, error) {
 	domain = store.NormalizeDomain(domain)
-	cached, valid, err := m.cached(ctx, domain)
+	cached, valid, fromMemory, err := m.cached(ctx, domain, false)
 	if err != nil {
 		return Lookup{}, err
 	}
@@ -155,6 +173,15 @@ func (m *Manager) Policy(ctx context.Context, domain string) (Lookup, error) {
 	}
 	if valid != nil && cached.ID == id {
 		return Lookup{Policy: valid, ID: id, Status: StatusCached}, nil
+	}
+	if fromMemory {
+		// Another replica may have stored the policy of this id.
+		if cached, valid, _, err = m.cached(ctx, domain, true); err != nil {
+			return Lookup{}, err
+		}
+		if valid != nil && cached.ID == id {
+			return Lookup{Policy: valid, ID: id, Status: StatusCached}, nil
+		}
 	}
 	if err := m.recentFailure(ctx, domain, id); err != nil {
 		if valid != nil {
@@ -183,27 +210,6 @@ func (m *Manager) fetchTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-// cached returns the store entry and, if it is unexpired and parses, its
-// policy.
-func (m *Manager) cached(ctx context.Context, domain string) (*store.CachedPolicy, *Policy, error) {
-	c, err := m.Store.GetPolicy(ctx, domain)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("mta-sts: policy cache: %w", err)
-	}
-	if !c.ExpiresAt.IsZero() && !m.now().Before(c.ExpiresAt) {
-		return c, nil, nil
-	}
-	p, err := ParsePolicy([]byte(c.Policy))
-	if err != nil {
-		m.log().Error("MTA-STS cached policy does not parse; ignoring it", "domain", domain, "error", err)
-		return c, nil, nil
-	}
-	return c, p, nil
-}
-
 // fetchAndStore fetches the policy and stores it durably before returning
 // it.
 func (m *Manager) fetchAndStore(ctx context.Context, domain, id string) (*Policy, error) {
@@ -216,6 +222,7 @@ func (m *Manager) fetchAndStore(ctx context.Context, domain, id string) (*Policy
 	if err := m.Store.PutPolicy(ctx, entry); err != nil {
 		return nil, fmt.Errorf("mta-sts: storing policy of %s: %w", domain, err)
 	}
+	m.stored(entry, p)
 	m.forgetFailure(domain)
 	m.log().Info("MTA-STS policy stored", "domain", domain, "id", id, "mode", p.Mode.String(), "max_age", p.MaxAge.String(), "mx", p.MX)
 	return p, nil

@@ -69,7 +69,7 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newManager(t *testing.T) (*Manager, *fakeNet, *clock, store.Store) {
+func newManager(t testing.TB) (*Manager, *fakeNet, *clock, store.Store) {
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
