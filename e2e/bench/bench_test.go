@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,9 @@ var (
 	fullRun = flag.Bool("full", false, "run the whole matrix (make bench) instead of the smoke run")
 	outDir  = flag.String("out", "", "directory for the table and the CPU profiles (default: a temporary one)")
 	srcDir  = flag.String("src", "../..", "the sealgate module to build and measure (e.g. an export of an older commit)")
+	sizesFl = flag.String("sizes", "", "comma-separated message sizes in bytes, instead of the plan's")
+	concsFl = flag.String("concs", "", "comma-separated concurrencies, instead of the plan's")
+	envFl   = flag.String("env", "", "comma-separated NAME=VALUE settings added to the measured gateway's environment, e.g. SEALGATE_UPSTREAM_MAX_IDLE=200")
 )
 
 func TestMain(m *testing.M) {
@@ -98,6 +102,17 @@ func TestBench(t *testing.T) {
 	if *fullRun {
 		p = fullPlan
 	}
+	var err error
+	if p.sizes, err = intList(*sizesFl, p.sizes); err != nil {
+		t.Fatalf("-sizes: %v", err)
+	}
+	if p.concs, err = intList(*concsFl, p.concs); err != nil {
+		t.Fatalf("-concs: %v", err)
+	}
+	extraEnv, err := envList(*envFl)
+	if err != nil {
+		t.Fatalf("-env: %v", err)
+	}
 	out := *outDir
 	if out == "" {
 		out = t.TempDir()
@@ -105,7 +120,7 @@ func TestBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := newBenchEnv(t)
-	paths := []*path{env.direct(), env.sealgate(t, ""), env.postfix(t)}
+	paths := []*path{env.direct(), env.sealgate(t, "", extraEnv), env.postfix(t)}
 
 	run := 0
 	for _, pa := range paths {
@@ -138,7 +153,7 @@ func TestBench(t *testing.T) {
 	}
 
 	// Profiles: a separate gateway, so that profiling slows no measured cell.
-	prof := env.sealgate(t, filepath.Join(out, "cpu.pprof"))
+	prof := env.sealgate(t, filepath.Join(out, "cpu.pprof"), extraEnv)
 	for _, pc := range p.profiles {
 		run++
 		file := filepath.Join(out, fmt.Sprintf("sealgate-%s-c%d.pprof", sizeName(pc.size), pc.conc))
@@ -213,7 +228,7 @@ func (e *benchEnv) direct() *path {
 
 // sealgate starts a gateway routing bench.test to the sink; profile is
 // BENCH_CPUPROFILE ("" for none).
-func (e *benchEnv) sealgate(t *testing.T, profile string) *path {
+func (e *benchEnv) sealgate(t *testing.T, profile string, extra map[string]string) *path {
 	_, port, _ := strings.Cut(e.sink.addr, ":")
 	env := map[string]string{
 		"SEALGATE_DNS_RESOLVER":           e.dns.Addr(),
@@ -225,6 +240,7 @@ func (e *benchEnv) sealgate(t *testing.T, profile string) *path {
 	if profile != "" {
 		env["BENCH_CPUPROFILE"] = profile
 	}
+	maps.Copy(env, extra)
 	g := startGateway(t, env)
 	pid := g.pid()
 	return &path{
@@ -362,4 +378,36 @@ func latencies(dots, accepted []time.Time) []time.Duration {
 	}
 	sortDurations(out)
 	return out
+}
+
+// intList parses a comma-separated list of positive numbers; "" is def.
+func intList(s string, def []int) ([]int, error) {
+	if s == "" {
+		return def, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// envList parses comma-separated NAME=VALUE settings.
+func envList(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if s == "" {
+		return out, nil
+	}
+	for _, f := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(f), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not NAME=VALUE", f)
+		}
+		out[k] = v
+	}
+	return out, nil
 }

@@ -3,6 +3,8 @@ package bench
 import (
 	"bufio"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +142,52 @@ func TestParseMachineBusy(t *testing.T) {
 			got, err := parseMachineBusy([]byte(tt.in))
 			if !errors.Is(err, tt.wantErr) || got != tt.want {
 				t.Errorf("parseMachineBusy() = %v, %v; want %v, %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestIntList(t *testing.T) {
+	def := []int{1, 20}
+	tests := []struct {
+		name    string
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{name: "empty keeps the default", in: "", want: def},
+		{name: "list", in: "1024, 1048576", want: []int{1024, 1048576}},
+		{name: "zero", in: "0", wantErr: true},
+		{name: "word", in: "10KB", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := intList(tt.in, def)
+			if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+				t.Errorf("intList(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestEnvList(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    map[string]string
+		wantErr bool
+	}{
+		{name: "empty", in: "", want: map[string]string{}},
+		{name: "two", in: "SEALGATE_UPSTREAM_MAX_IDLE=200, SEALGATE_LOG_LEVEL=warn", want: map[string]string{"SEALGATE_UPSTREAM_MAX_IDLE": "200", "SEALGATE_LOG_LEVEL": "warn"}},
+		{name: "empty value", in: "A=", want: map[string]string{"A": ""}},
+		{name: "no equals sign", in: "A", wantErr: true},
+		{name: "no name", in: "=1", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := envList(tt.in)
+			if (err != nil) != tt.wantErr || (!tt.wantErr && !maps.Equal(got, tt.want)) {
+				t.Errorf("envList(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 			}
 		})
 	}
