@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"sealgate/enforcement/localpolicy"
 	"sealgate/enforcement/mtasts"
 )
 
@@ -53,7 +54,11 @@ type AttemptRecorder interface {
 // route whose MTA-STS policy could not be had (STSProblem) reports that
 // problem under policy type "sts" when the session itself succeeded.
 func (r *Route) Attempt(h Host, result, reason string) Attempt {
-	a := h.Req.attempt(r.Domain, h.Name)
+	domain := r.Domain
+	if r.PolicyDomain != "" {
+		domain = r.PolicyDomain
+	}
+	a := h.Req.attempt(domain, h.Name)
 	a.Result, a.Reason = result, reason
 	if r.STSProblem != "" && a.PolicyType == PolicyTypeNone {
 		a.PolicyType = PolicyTypeSTS
@@ -88,6 +93,36 @@ func (e *Engine) record(a Attempt) {
 	if e.Attempts != nil {
 		e.Attempts.RecordAttempt(a)
 	}
+}
+
+// recordDNS records a DNS failure (err, a *Failure of KindDNS) found
+// while resolving the hosts of policy domain; other errors are not
+// TLS-RPT failures.
+func (e *Engine) recordDNS(domain string, err error) {
+	if f, ok := AsFailure(err); ok && f.Kind == KindDNS {
+		e.record(Attempt{Domain: domain, PolicyType: PolicyTypeNone, Result: ResultDNSSECInvalid, Reason: f.Reason})
+	}
+}
+
+// recordTLSALookup records host of policy domain, deferred because its
+// TLSA records could not be looked up (err).
+func (e *Engine) recordTLSALookup(domain, host string, err error) {
+	e.record(Attempt{Domain: domain, PolicyType: PolicyTypeTLSA, MXHosts: []string{host}, MXHost: host,
+		Result: ResultDNSSECInvalid, Reason: "TLSA lookup failed: " + err.Error()})
+}
+
+// recordExcluded records host of policy domain, which req excludes: a
+// local entry (dane-only without usable secure TLSA records: RFC 8460
+// §4.3.2.1 "dane-required") or else an MTA-STS enforce policy that does
+// not name it.
+func (e *Engine) recordExcluded(domain, host string, req Requirement, local *localpolicy.Entry) {
+	a := req.attempt(domain, host)
+	if local != nil {
+		a.Result, a.Reason = ResultDANERequired, "no usable DNSSEC-secure TLSA records (local policy "+local.Level.String()+")"
+	} else {
+		a.Result, a.Reason = ResultValidationFailure, "MX host not allowed by the MTA-STS policy"
+	}
+	e.record(a)
 }
 
 // stsResult is the TLS-RPT result type of an MTA-STS lookup problem

@@ -30,6 +30,10 @@ type Route struct {
 	// policy that could not be had (fetch, parse, WebPKI) while no policy
 	// is in force; STSReason says why. Sessions report it (Route.Attempt).
 	STSProblem, STSReason string
+	// PolicyDomain is the TLS-RPT policy domain of the route's sessions
+	// when it is not Domain: on a relay route, the relay's (RelayHost.
+	// PolicyDomain), whose policies the sessions are held to.
+	PolicyDomain string
 	// NoReport marks a route whose sessions are not recorded for TLS-RPT
 	// (the delivery of reports themselves).
 	NoReport bool
@@ -96,9 +100,7 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 	}
 	mx, hosts, err := e.lookupMX(ctx, domain)
 	if err != nil {
-		if f, ok := AsFailure(err); ok && f.Kind == KindDNS {
-			e.record(Attempt{Domain: domain, PolicyType: PolicyTypeNone, Result: ResultDNSSECInvalid, Reason: f.Reason})
-		}
+		e.recordDNS(domain, err)
 		return nil, err
 	}
 	var local *localpolicy.Entry
@@ -123,22 +125,10 @@ func (e *Engine) Resolve(ctx context.Context, domain string) (*Route, error) {
 			deferred = &Failure{Kind: KindDNS, Domain: domain, Policy: req.Describe(), Host: h.name,
 				Reason: "TLSA lookup failed: " + err.Error(), Result: ResultDNSSECInvalid, Err: err}
 			e.logf(ctx, "MX host deferred", "domain", domain, "mx", h.name, "error", err)
-			e.record(Attempt{Domain: domain, PolicyType: PolicyTypeTLSA, MXHosts: []string{h.name}, MXHost: h.name,
-				Result: ResultDNSSECInvalid, Reason: "TLSA lookup failed: " + err.Error()})
+			e.recordTLSALookup(domain, h.name, err)
 		case !ok:
 			excluded = append(excluded, h.name)
-			switch {
-			case sts != nil:
-				a := req.attempt(domain, h.name)
-				a.Result, a.Reason = ResultValidationFailure, "MX host not allowed by the MTA-STS policy"
-				e.record(a)
-			case local != nil:
-				// A local dane-only entry and no usable secure TLSA
-				// records: RFC 8460 §4.3.2.1 "dane-required".
-				a := req.attempt(domain, h.name)
-				a.Result, a.Reason = ResultDANERequired, "no usable DNSSEC-secure TLSA records (local policy "+local.Level.String()+")"
-				e.record(a)
-			}
+			e.recordExcluded(domain, h.name, req, local)
 			e.logf(ctx, "MX host not allowed by policy", "domain", domain, "mx", h.name, "policy", req.Describe())
 		default:
 			route.Hosts = append(route.Hosts, Host{Name: h.name, Addrs: h.addrs.Addrs, Req: req})

@@ -13,11 +13,12 @@ const ModeTLSRequiredNo = "encrypt (TLS-Required: No)"
 // MTA-STS or the local policy demand.
 func (e *Engine) RelaxedRoute(ctx context.Context, domain string) (*Route, error) {
 	if e.Relay != nil {
-		hosts, _, err := e.relayHosts(ctx, domain)
+		hosts, _, err := e.relayHosts(ctx)
 		if err != nil {
-			return nil, err
+			f, _ := AsFailure(err)
+			return nil, relayFailure(domain, e.Relay, f)
 		}
-		route := &Route{Domain: domain, Relay: true}
+		route := &Route{Domain: domain, Relay: true, PolicyDomain: e.Relay.PolicyDomain()}
 		for _, h := range hosts {
 			route.Hosts = append(route.Hosts, relayHost(h, e.Relay, relaxed(e.MinVersion)))
 		}

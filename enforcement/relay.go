@@ -64,6 +64,16 @@ func ParseRelayHost(s string) (RelayHost, error) {
 	return r, nil
 }
 
+// PolicyDomain is the TLS-RPT policy domain of the sessions with the
+// relay and of the failures found while resolving its route: the relay
+// domain for a relay found by MX lookup (its MTA-STS policy, RFC 8461
+// §3.4, and the TLSA records of its MX hosts, RFC 7672 §2.2.1, are the
+// policies applied), and the host itself for a bracketed relay (its TLSA
+// records at _PORT._tcp.<host>, RFC 7672 §2.2.2). Both are Host. The
+// recipient domains are not: their policies play no part, and they would
+// learn of a smarthost that is ours.
+func (r RelayHost) PolicyDomain() string { return r.Host }
+
 // String writes the relay in Postfix syntax.
 func (r RelayHost) String() string {
 	if r.MXLookup {
@@ -92,24 +102,32 @@ func (r RelayHost) String() string {
 //   - WebPKI for the host's name: every message goes through the relay,
 //     so its certificate is checked even under the encrypt floor. It is
 //     also the floor of an MTA-STS policy in testing mode.
+//
+// Failures found on the way (a DNS or TLSA lookup, a host a policy
+// excludes, an MTA-STS policy that could not be had) are recorded for
+// TLS-RPT as on an MX route, under the relay's policy domain
+// (RelayHost.PolicyDomain), as are the route's sessions.
 func (e *Engine) relayRoute(ctx context.Context, domain string) (*Route, error) {
 	r := e.Relay
-	hosts, secureMX, err := e.relayHosts(ctx, domain)
+	pd := r.PolicyDomain()
+	hosts, secureMX, err := e.relayHosts(ctx)
 	if err != nil {
-		return nil, err
+		e.recordDNS(pd, err)
+		f, _ := AsFailure(err)
+		return nil, relayFailure(domain, r, f)
 	}
 	var local *localpolicy.Entry
 	if e.Local != nil {
 		local, _ = e.Local.LookupNexthop(r.Host, r.Port, r.MXLookup)
 	}
+	route := &Route{Domain: domain, Relay: true, PolicyDomain: pd}
 	var sts *mtasts.Policy
 	if local == nil && r.MXLookup {
-		if sts, err = e.stsPolicy(ctx, r.Host); err != nil {
+		if sts, route.STSProblem, route.STSReason, err = e.stsLookup(ctx, r.Host); err != nil {
 			f, _ := AsFailure(err)
 			return nil, relayFailure(domain, r, f)
 		}
 	}
-	route := &Route{Domain: domain, Relay: true}
 	var deferred *Failure
 	var excluded []string
 	for _, h := range hosts {
@@ -121,8 +139,10 @@ func (e *Engine) relayRoute(ctx context.Context, domain string) (*Route, error) 
 			deferred = relayFailure(domain, r, &Failure{Kind: KindDNS, Policy: req.Describe(), Host: h.name,
 				Reason: "TLSA lookup failed: " + err.Error(), Result: ResultDNSSECInvalid, Err: err})
 			e.logf(ctx, "relay host deferred", "relay", r.String(), "host", h.name, "error", err)
+			e.recordTLSALookup(pd, h.name, err)
 		case !ok:
 			excluded = append(excluded, h.name)
+			e.recordExcluded(pd, h.name, req, local)
 			e.logf(ctx, "relay host not allowed by policy", "relay", r.String(), "host", h.name, "policy", req.Describe())
 		default:
 			route.Hosts = append(route.Hosts, relayHost(h, r, req))
@@ -147,14 +167,15 @@ func (e *Engine) relayRoute(ctx context.Context, domain string) (*Route, error) 
 // lookup, else the host itself. secure reports whether the hosts' names
 // are DNSSEC-vouched for DANE: the MX RRset was secure, or the host is a
 // bracketed relay, which has no MX RRset and needs only its own address
-// records secure (RFC 7672 §2.2.2). Errors are *Failure values.
-func (e *Engine) relayHosts(ctx context.Context, domain string) ([]mxHost, bool, error) {
+// records secure (RFC 7672 §2.2.2). Errors are *Failure values about the
+// relay, which the caller turns into the recipient domain's with
+// relayFailure.
+func (e *Engine) relayHosts(ctx context.Context) ([]mxHost, bool, error) {
 	r := e.Relay
 	if r.MXLookup {
 		mx, hosts, err := e.lookupMX(ctx, r.Host)
 		if err != nil {
-			f, _ := AsFailure(err)
-			return nil, false, relayFailure(domain, r, f)
+			return nil, false, err
 		}
 		for i := range hosts {
 			hosts[i].port = r.Port
@@ -166,7 +187,7 @@ func (e *Engine) relayHosts(ctx context.Context, domain string) ([]mxHost, bool,
 		err = fmt.Errorf("%s: no address records", r.Host)
 	}
 	if err != nil {
-		return nil, false, relayFailure(domain, r, dnsFailure(r.Host, "address", err))
+		return nil, false, dnsFailure(r.Host, "address", err)
 	}
 	// The configuration names the host: no DNS answer chose it.
 	return []mxHost{{name: r.Host, addrs: addrs, vouched: true, port: r.Port}}, true, nil

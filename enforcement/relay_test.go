@@ -29,6 +29,41 @@ func (s *domainSTS) Policy(_ context.Context, domain string) (mtasts.Lookup, err
 
 var _ STSSource = (*domainSTS)(nil)
 
+// relayDNS publishes the bracketed relay smtp.p.test, the relay domain
+// p.test with MX hosts out1 and out2 (a secure MX RRset if secureMX),
+// the given TLSA records, and SERVFAIL for the names in fail.
+func relayDNS(secureMX bool, tlsa map[string]TLSAResult, fail ...string) *mapDNS {
+	d := &mapDNS{
+		mx:    map[string]MXResult{"p.test": {Hosts: []string{"out1.p.test", "out2.p.test"}, Secure: secureMX}},
+		addrs: map[string]AddrResult{"smtp.p.test": addr1, "out1.p.test": addr1, "out2.p.test": addr1},
+		tlsa:  tlsa,
+		fail:  map[string]bool{},
+	}
+	for _, f := range fail {
+		d.fail[f] = true
+	}
+	return d
+}
+
+// relayEngine is e with the relay written relay and, unless local is
+// empty, the local policy of that one line.
+func relayEngine(t *testing.T, relay, local string, e *Engine) *Engine {
+	t.Helper()
+	r, err := ParseRelayHost(relay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Relay = &r
+	if local != "" {
+		p, err := localpolicy.Parse("policy", strings.NewReader(local+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Local = p
+	}
+	return e
+}
+
 // TestRelayPolicy resolves routes through a smarthost: the local policy
 // for the relay, then DANE at the relay's port (RFC 7672 §2.2.2), then the
 // MTA-STS policy of the relay's domain when it was found by MX lookup
@@ -37,20 +72,6 @@ func TestRelayPolicy(t *testing.T) {
 	usable := TLSAResult{Records: []dane.TLSA{ee311}, Secure: true}
 	unusable := TLSAResult{Records: []dane.TLSA{pkixEE}, Secure: true}
 	insecureAddr := AddrResult{Addrs: addr1.Addrs}
-	// relayDNS publishes the bracketed relay smtp.p.test, the relay domain
-	// p.test with MX hosts out1 and out2, and the given TLSA records.
-	relayDNS := func(secureMX bool, tlsa map[string]TLSAResult, fail ...string) *mapDNS {
-		d := &mapDNS{
-			mx:    map[string]MXResult{"p.test": {Hosts: []string{"out1.p.test", "out2.p.test"}, Secure: secureMX}},
-			addrs: map[string]AddrResult{"smtp.p.test": addr1, "out1.p.test": addr1, "out2.p.test": addr1},
-			tlsa:  tlsa,
-			fail:  map[string]bool{},
-		}
-		for _, f := range fail {
-			d.fail[f] = true
-		}
-		return d
-	}
 	type want struct {
 		host    string
 		source  Source
@@ -241,19 +262,9 @@ func TestRelayPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := ParseRelayHost(tc.relay)
-			if err != nil {
-				t.Fatal(err)
-			}
 			sts := &domainSTS{policies: tc.sts}
-			e := &Engine{DNS: tc.dns, Relay: &r, STS: sts, Floor: tc.floor}
-			if tc.local != "" {
-				p, err := localpolicy.Parse("policy", strings.NewReader(tc.local+"\n"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				e.Local = p
-			}
+			e := relayEngine(t, tc.relay, tc.local, &Engine{DNS: tc.dns, STS: sts, Floor: tc.floor})
+			r := *e.Relay
 			route, err := e.Resolve(context.Background(), "any.test")
 			// MTA-STS of the relay domain, never of the recipient
 			// domain, and none for a bracketed relay or under a local
@@ -302,7 +313,8 @@ func TestRelayPolicy(t *testing.T) {
 
 // TestRelaxedRelayRouteIgnoresPolicies: a message with "TLS-Required: No"
 // goes to the relay under the encrypt floor, without waiting for TLSA or
-// MTA-STS lookups that could only make it stricter.
+// MTA-STS lookups that could only make it stricter; its sessions report
+// to the relay's policy domain, as on the relay's usual route.
 func TestRelaxedRelayRouteIgnoresPolicies(t *testing.T) {
 	dns := &mapDNS{
 		mx:    map[string]MXResult{"p.test": {Hosts: []string{"out.p.test"}, Secure: true}},
@@ -326,6 +338,10 @@ func TestRelaxedRelayRouteIgnoresPolicies(t *testing.T) {
 			}
 			if len(sts.asked) != 0 {
 				t.Errorf("MTA-STS asked for %v", sts.asked)
+			}
+			// Its sessions report to the relay's policy domain too.
+			if a := route.Attempt(route.Hosts[0], "", ""); a.Domain != r.Host {
+				t.Errorf("a session is reported for %q, want the relay's %q", a.Domain, r.Host)
 			}
 		})
 	}

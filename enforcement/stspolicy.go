@@ -15,16 +15,10 @@ type STSSource interface {
 
 var _ STSSource = (*mtasts.Manager)(nil)
 
-// stsPolicy returns the MTA-STS policy that matters for routing: enforce
-// or testing; nil for none or no policy.
-func (e *Engine) stsPolicy(ctx context.Context, domain string) (*mtasts.Policy, error) {
-	p, _, _, err := e.stsLookup(ctx, domain)
-	return p, err
-}
-
-// stsLookup is stsPolicy with the TLS-RPT result type and reason of a
-// problem (fetch, parse, WebPKI) that left no policy in force; a cached
-// policy that stays in force reports nothing.
+// stsLookup returns the MTA-STS policy that matters for routing (enforce
+// or testing; nil for none or no policy), with the TLS-RPT result type
+// and reason of a problem (fetch, parse, WebPKI) that left no policy in
+// force; a cached policy that stays in force reports nothing.
 func (e *Engine) stsLookup(ctx context.Context, domain string) (*mtasts.Policy, string, string, error) {
 	if e.STS == nil {
 		return nil, "", "", nil
