@@ -29,7 +29,7 @@ var (
 	srcDir  = flag.String("src", "../..", "the sealgate module to build and measure (e.g. an export of an older commit)")
 	sizesFl = flag.String("sizes", "", "comma-separated message sizes in bytes, instead of the plan's")
 	concsFl = flag.String("concs", "", "comma-separated concurrencies, instead of the plan's")
-	envFl   = flag.String("env", "", "comma-separated NAME=VALUE settings added to the measured gateway's environment, e.g. SEALGATE_UPSTREAM_MAX_IDLE=200")
+	envFl   = flag.String("env", "", "comma-separated NAME=VALUE settings added to the environment of every gateway the benchmark starts, e.g. SEALGATE_UPSTREAM_MAX_IDLE=200")
 )
 
 func TestMain(m *testing.M) {
@@ -140,7 +140,7 @@ func TestBench(t *testing.T) {
 		}
 	}
 	heapFile := filepath.Join(out, "sealgate-idle-heap.pprof")
-	idle := measureIdle(t, env, p.idle, heapFile)
+	idle := measureIdle(t, env, p.idle, heapFile, extraEnv)
 
 	var report strings.Builder
 	writeTable(&report, cells)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -36,18 +37,20 @@ const idleSources = 8
 // sessions that each get the greeting and an EHLO reply and then stay
 // idle, reads the gateway's resident set and goroutines, and writes its
 // heap profile to heapFile.
-func measureIdle(t *testing.T, e *benchEnv, n int, heapFile string) idleResult {
+func measureIdle(t *testing.T, e *benchEnv, n int, heapFile string, extra map[string]string) idleResult {
 	t.Helper()
 	_, port, _ := strings.Cut(e.sink.addr, ":")
 	pprofAddr := freeAddr(t)
-	g := startGateway(t, map[string]string{
+	env := map[string]string{
 		"BENCH_PPROF_LISTEN":              pprofAddr,
 		"SEALGATE_DNS_RESOLVER":           e.dns.Addr(),
 		"SEALGATE_MX_PORT":                port,
 		"SSL_CERT_FILE":                   e.caFile,
 		"SEALGATE_MAX_CONNECTIONS":        strconv.Itoa(n + 1000),
 		"SEALGATE_MAX_CONNECTIONS_PER_IP": strconv.Itoa(n + 1000),
-	})
+	}
+	maps.Copy(env, extra)
+	g := startGateway(t, env)
 	res := idleResult{sessions: n, baseGoroutines: goroutines(t, g.admin)}
 	var err error
 	if res.baseRSS, err = gwstat.StatusBytes(g.pid(), "VmRSS"); err != nil {
