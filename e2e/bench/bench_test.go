@@ -200,6 +200,9 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	e := &benchEnv{dns: dnstest.NewServer(t), caFile: ca.WriteCAFile(t.TempDir())}
 	e.sink = startSink(t, ca.Leaf("mx.bench.test"))
 	e.dns.Add("bench.test. 300 IN MX 10 mx.bench.test.", "mx.bench.test. 300 IN A 127.0.0.1")
+	// As a real zone's servers do: a negative answer (no AAAA, no TLSA,
+	// no _mta-sts TXT) carries an SOA, so resolvers may keep it.
+	e.dns.SetNegativeTTL(300)
 	return e
 }
 
