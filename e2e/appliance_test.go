@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -119,11 +118,12 @@ func TestAppliance(t *testing.T) {
 		}
 	})
 	start = time.Now()
-	bootCtx, bootCancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Under software emulation on a loaded machine a boot can take
+	// minutes; the greeting on port 25 is what counts (systemd's status
+	// lines on the console are shortened to the terminal's width, and
+	// stop once the boot is over).
+	bootCtx, bootCancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer bootCancel()
-	if err := vm.WaitConsole(bootCtx, regexp.MustCompile(`Started sealgate\.service`)); err != nil {
-		t.Fatal(err)
-	}
 	greeting := waitGreeting(t, bootCtx, ns, net.JoinHostPort(applianceVM, "25"))
 	t.Logf("booted and greeting in %v: %s", time.Since(start).Round(time.Second), greeting)
 	if !strings.Contains(greeting, "gw.appliance.test") {
