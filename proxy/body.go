@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -40,23 +41,30 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	n, err := b.r.Read(p)
-	for i, c := range p[:n] {
-		if b.cr && c != '\n' {
-			return b.fail(i, "bare CR")
+	for i := 0; i < n; {
+		if b.cr {
+			if p[i] != '\n' {
+				return b.fail(i, "bare CR")
+			}
+			b.cr = false
+			b.line++
+			i++
+			continue
 		}
-		switch c {
+		j := bytes.IndexAny(p[i:n], "\r\n\x00")
+		if j < 0 {
+			break
+		}
+		i += j
+		switch p[i] {
 		case '\r':
 			b.cr = true
-			continue
+			i++
 		case '\n':
-			if !b.cr {
-				return b.fail(i, "bare LF")
-			}
-			b.line++
-		case 0:
+			return b.fail(i, "bare LF")
+		default:
 			return b.fail(i, "NUL byte")
 		}
-		b.cr = false
 	}
 	if err == io.EOF && b.cr {
 		return b.fail(n, "bare CR")

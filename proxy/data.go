@@ -157,6 +157,9 @@ func (ss *session) endData(t *transaction, run *dataRun) {
 		return
 	}
 	ss.run = nil
+	if run.pipe != nil {
+		ss.ended = run
+	}
 	t.up = up
 	if up != nil && up.Broken() {
 		t.dropUpstream()
@@ -165,14 +168,23 @@ func (ss *session) endData(t *transaction, run *dataRun) {
 }
 
 // abandonData abandons the message being received, if any.
+//
+// It also waits for go-smtp's goroutine of a BDAT message that ended on
+// its own: when Data fails before the client's last chunk (the MX went
+// away, say), go-smtp's connection goroutine learns of it only at the
+// next chunk, so a RSET or QUIT arriving first would otherwise let the
+// next transfer start while that goroutine still delivers its result.
 func (ss *session) abandonData() {
 	ss.mu.Lock()
-	run := ss.run
-	ss.run = nil
+	run, ended := ss.run, ss.ended
+	ss.run, ss.ended = nil, nil
 	ss.mu.Unlock()
 	if run != nil {
 		run.abandon()
 		run.wait()
+	}
+	if ended != nil {
+		ended.wait()
 	}
 }
 

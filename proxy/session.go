@@ -42,6 +42,10 @@ type session struct {
 	// mu guards tx and run, the message being received (see data.go).
 	mu  sync.Mutex
 	run *dataRun
+	// ended is the last BDAT run that ended on its own: go-smtp's
+	// goroutine that ran it may still deliver its result (see
+	// dataRun.wait), and the next transaction waits for that.
+	ended *dataRun
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -27,7 +26,10 @@ type Conn struct {
 
 	client *smtp.Client
 	// raw is the TCP connection under TLS: Abort closes it.
-	raw    net.Conn
+	raw net.Conn
+	// wire is the TLS connection under the client, with a write deadline
+	// on every write; Data uses it directly.
+	wire   net.Conn
 	log    *slog.Logger
 	opened time.Time
 	// broken is set once the connection can no longer be used; Abort
@@ -103,48 +105,6 @@ func (c *Conn) refuse(kind enforcement.Kind, reason string) error {
 // Rcpt sends RCPT TO, with the same error convention as Mail.
 func (c *Conn) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return c.result("RCPT", c.client.Rcpt(QuoteAddress(to), opts))
-}
-
-// Data streams the message from r and returns the server's final reply
-// as an *smtp.SMTPError (a 250 too, so that its text can be relayed). A
-// connection failure at any point is an *enforcement.Failure of kind
-// KindLost: the caller must never turn it into a 250.
-func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
-	w, err := c.client.Data()
-	if err != nil {
-		return nil, c.result("DATA", err)
-	}
-	if _, err := w.Write(header); err != nil {
-		return nil, c.lost("DATA", err)
-	}
-	if _, err := io.Copy(w, r); err != nil {
-		var we *writeError
-		if errors.As(err, &we) {
-			return nil, c.lost("DATA", err)
-		}
-		// Reading from our client failed: the upstream transaction
-		// must not complete. Drop the connection, never send the dot.
-		c.Abort()
-		return nil, err
-	}
-	if c.broken.Load() {
-		// Abandoned while the body was copied: closing the writer
-		// would send the dot.
-		return nil, c.lost("DATA", errAborted)
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
-			if se.Code == 421 {
-				return nil, c.closing("end of DATA", se)
-			}
-			return relayable(se), nil
-		}
-		return nil, c.lost("end of DATA", err)
-	}
-	code, msg := parseEnhanced(resp.StatusText)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: code, Message: msg}, nil
 }
 
 // Close ends the session with QUIT (or just closes a broken connection).

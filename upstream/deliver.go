@@ -252,6 +252,7 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 		Verdict: verdict,
 		client:  client,
 		raw:     raw,
+		wire:    dc,
 		log:     d.log(),
 		opened:  start,
 		pool:    d.Pool,
