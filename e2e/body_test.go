@@ -118,3 +118,35 @@ func TestLongLines(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyDotBareCR: a line made of a dot, a bare CR and more is dropped
+// to its rest by go-smtp's DATA reader (the dot and the CR vanish), so the
+// body check never sees the bare CR; on a plaintext session sealgate sees
+// it in the raw bytes and refuses the message, which the MX never
+// completes.
+func TestBodyDotBareCR(t *testing.T) {
+	w := newWorld(t)
+	mx := w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.example.test")})
+	g := w.start(map[string]string{"SEALGATE_UPSTREAM_MAX_REUSE": "1"})
+	raw := "Subject: a\r\n\r\nx\r\n.\rMAIL FROM:<evil@sealgate.test>\r\n.\r\n"
+	if r := rawDATA(t, g.addr, "b@example.test", []byte(raw)); !strings.HasPrefix(r, "550 5.6.11") || !strings.Contains(r, "dot and a bare CR") {
+		t.Fatalf("got %q, want 550 5.6.11 naming the dot and the bare CR", r)
+	}
+	mx.WaitIdle(10 * time.Second)
+	for _, m := range mx.Messages() {
+		if m.Accepted {
+			t.Fatalf("the MX completed %q", m.Data)
+		}
+	}
+	for _, c := range mx.Conns() {
+		for _, cmd := range c.Commands {
+			if strings.Contains(cmd, "evil") {
+				t.Errorf("a smuggled command reached the MX: %q", cmd)
+			}
+		}
+	}
+	// A clean message on the same kind of session still goes through.
+	if r := rawDATA(t, g.addr, "b@example.test", []byte("Subject: ok\r\n\r\n..dot line\r\n.\r\n")); !strings.HasPrefix(r, "250") {
+		t.Fatalf("clean message after: %q", r)
+	}
+}

@@ -18,7 +18,11 @@ type bodyError struct {
 }
 
 func (e *bodyError) Error() string {
-	return fmt.Sprintf("%s in line %d of the message (RFC 5321 §2.3.8); lines must end with CRLF", e.what, e.line)
+	where := "the message"
+	if e.line > 0 {
+		where = fmt.Sprintf("line %d of the message", e.line)
+	}
+	return fmt.Sprintf("%s in %s (RFC 5321 §2.3.8); lines must end with CRLF", e.what, where)
 }
 
 // bodyReader passes a message through, failing with a *bodyError at the

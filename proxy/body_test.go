@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -84,4 +85,33 @@ func FuzzBodyReader(f *testing.F) {
 			t.Fatalf("passed %q, not a prefix of %q", out, in)
 		}
 	})
+}
+
+func TestDotCRScanner(t *testing.T) {
+	tests := []struct {
+		name   string
+		chunks []string
+		hit    bool
+	}{
+		{name: "clean", chunks: []string{"DATA\r\n", "a\r\n..b\r\n.\r\n"}},
+		{name: "end of data is no hit", chunks: []string{"x\r\n.\r\n"}},
+		{name: "dot bare CR", chunks: []string{"x\r\n.\rMAIL FROM:<a@b>\r\n"}, hit: true},
+		{name: "split before the dot", chunks: []string{"x\r\n", ".\rX"}, hit: true},
+		{name: "split after the dot", chunks: []string{"x\r\n.", "\rX"}, hit: true},
+		{name: "split after the CR", chunks: []string{"x\r\n.\r", "X"}, hit: true},
+		{name: "split after the CR, then LF", chunks: []string{"x\r\n.\r", "\n"}},
+		{name: "byte by byte", chunks: strings.Split("y\r\n.\rZ", ""), hit: true},
+		{name: "CR in mid-line is not this", chunks: []string{"a.\rb\r\n"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var s dotCRScanner
+			for _, c := range tc.chunks {
+				s.scan([]byte(c))
+			}
+			if got := s.hits.Load() > 0; got != tc.hit {
+				t.Fatalf("hit %t, want %t", got, tc.hit)
+			}
+		})
+	}
 }

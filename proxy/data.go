@@ -195,7 +195,19 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	defer ss.endData(t, run)
 	check := newBodyReader(r)
+	// On a plaintext session the raw bytes show what go-smtp's DATA
+	// reader hides: a line starting with a dot and a bare CR.
+	var g *guardConn
+	var dotCRs uint64
+	if ss.inTLS == nil {
+		if g = guardOf(ss.clientNC); g != nil {
+			dotCRs = g.dotCR.hits.Load()
+		}
+	}
 	check.atEOF = func() error {
+		if g != nil && g.dotCR.hits.Load() != dotCRs {
+			return &bodyError{what: "a line starting with a dot and a bare CR"}
+		}
 		if peerClosed(ss.clientNC) {
 			return errClientGone
 		}

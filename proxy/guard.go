@@ -50,6 +50,10 @@ type guardConn struct {
 	expired      bool // a read deadline passed: reads fail from now on
 	doomed       bool // close after the next write
 	authFailures int
+
+	// dotCR counts lines starting with a dot and a bare CR (Read runs on
+	// go-smtp's connection goroutine only).
+	dotCR dotCRScanner
 }
 
 func newGuardConn(c net.Conn, opts Options, onCut func(string), release func()) *guardConn {
@@ -116,6 +120,7 @@ func (c *guardConn) Read(p []byte) (int, error) {
 
 	c.Conn.SetReadDeadline(d)
 	n, err := c.Conn.Read(p)
+	c.dotCR.scan(p[:n])
 
 	c.mu.Lock()
 	c.budget -= time.Since(start)
