@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"strings"
@@ -53,32 +52,9 @@ func TestBDATAbandoned(t *testing.T) {
 		t.Run(e.name, func(t *testing.T) {
 			for i := 0; i < 5; i++ {
 				before := len(mx.Messages())
-				c, err := net.Dial("tcp", g.addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				br := bufio.NewReader(c)
-				reply := func() string {
-					var all string
-					for {
-						l, err := br.ReadString('\n')
-						if err != nil {
-							return all + "(" + err.Error() + ")"
-						}
-						all += l
-						if len(l) < 4 || l[3] != '-' {
-							return strings.TrimSpace(all)
-						}
-					}
-				}
-				reply()
-				for _, cmd := range []string{"EHLO legacy.sealgate.test", "MAIL FROM:<a@legacy.sealgate.test>", "RCPT TO:<b@example.test>"} {
-					fmt.Fprintf(c, "%s\r\n", cmd)
-					if r := reply(); !strings.HasPrefix(r, "250") {
-						t.Fatalf("%s: %s", cmd, r)
-					}
-				}
+				rc := g.dialRaw()
+				c, reply := rc.Conn, rc.reply
+				rc.begin("b@example.test", false)
 				fmt.Fprintf(c, "BDAT %d\r\n%s", len(first), first)
 				if r := reply(); !strings.HasPrefix(r, "250") {
 					t.Fatalf("first chunk: %s", r)

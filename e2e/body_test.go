@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,37 +11,13 @@ import (
 
 // rawDATA sends one message with DATA exactly as given (the caller
 // dot-stuffs and ends it) and returns sealgate's reply to it.
-func rawDATA(t *testing.T, addr, rcpt string, raw []byte) string {
+func rawDATA(t *testing.T, g *gateway, rcpt string, raw []byte) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := g.dialRaw()
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
-	reply := func() string {
-		var all string
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return all + "(" + err.Error() + ")"
-			}
-			all += l
-			if len(l) < 4 || l[3] != '-' {
-				return strings.TrimSpace(all)
-			}
-		}
-	}
-	reply()
-	for _, cmd := range []string{"EHLO legacy.sealgate.test", "MAIL FROM:<a@legacy.sealgate.test>", "RCPT TO:<" + rcpt + ">", "DATA"} {
-		fmt.Fprintf(c, "%s\r\n", cmd)
-		if r := reply(); !strings.HasPrefix(r, "250") && !strings.HasPrefix(r, "354") {
-			t.Fatalf("%s: %s", cmd, r)
-		}
-	}
+	c.begin(rcpt, true)
 	c.Write(raw)
-	return reply()
+	return c.reply()
 }
 
 // TestBodySmuggling: bytes that receivers may read as line ends other
@@ -66,7 +39,7 @@ func TestBodySmuggling(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := rawDATA(t, g.addr, "b@example.test", []byte(tc.raw))
+			r := rawDATA(t, g, "b@example.test", []byte(tc.raw))
 			if !strings.HasPrefix(r, "550 5.6.11") {
 				t.Fatalf("got %q, want 550 5.6.11", r)
 			}
@@ -98,7 +71,7 @@ func TestLongLines(t *testing.T) {
 	mx := w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.example.test"), MaxLineLength: 1 << 20})
 	g := w.start(map[string]string{"SEALGATE_MAX_LINE_LENGTH": "20000"})
 	long := "Subject: long\r\n\r\n" + strings.Repeat("a", 10000) + "\r\n"
-	if r := rawDATA(t, g.addr, "b@example.test", []byte(long+".\r\n")); !strings.HasPrefix(r, "250") {
+	if r := rawDATA(t, g, "b@example.test", []byte(long+".\r\n")); !strings.HasPrefix(r, "250") {
 		t.Fatalf("10000-byte line: %q, want 250", r)
 	}
 	msgs := mx.Messages()
@@ -109,7 +82,7 @@ func TestLongLines(t *testing.T) {
 		t.Fatalf("the long line changed on the way (%d bytes, want %d)", len(rest), len(long))
 	}
 	tooLong := "Subject: too long\r\n\r\n" + strings.Repeat("b", 30000) + "\r\n.\r\n"
-	if r := rawDATA(t, g.addr, "b@example.test", []byte(tooLong)); !strings.HasPrefix(r, "550 5.6.0") {
+	if r := rawDATA(t, g, "b@example.test", []byte(tooLong)); !strings.HasPrefix(r, "550 5.6.0") {
 		t.Fatalf("30000-byte line: %q, want 550 5.6.0", r)
 	}
 	for _, m := range mx.Messages()[1:] {
@@ -129,7 +102,7 @@ func TestBodyDotBareCR(t *testing.T) {
 	mx := w.mx("example.test", "mx1.example.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.example.test")})
 	g := w.start(map[string]string{"SEALGATE_UPSTREAM_MAX_REUSE": "1"})
 	raw := "Subject: a\r\n\r\nx\r\n.\rMAIL FROM:<evil@sealgate.test>\r\n.\r\n"
-	if r := rawDATA(t, g.addr, "b@example.test", []byte(raw)); !strings.HasPrefix(r, "550 5.6.11") || !strings.Contains(r, "dot and a bare CR") {
+	if r := rawDATA(t, g, "b@example.test", []byte(raw)); !strings.HasPrefix(r, "550 5.6.11") || !strings.Contains(r, "dot and a bare CR") {
 		t.Fatalf("got %q, want 550 5.6.11 naming the dot and the bare CR", r)
 	}
 	mx.WaitIdle(10 * time.Second)
@@ -146,7 +119,7 @@ func TestBodyDotBareCR(t *testing.T) {
 		}
 	}
 	// A clean message on the same kind of session still goes through.
-	if r := rawDATA(t, g.addr, "b@example.test", []byte("Subject: ok\r\n\r\n..dot line\r\n.\r\n")); !strings.HasPrefix(r, "250") {
+	if r := rawDATA(t, g, "b@example.test", []byte("Subject: ok\r\n\r\n..dot line\r\n.\r\n")); !strings.HasPrefix(r, "250") {
 		t.Fatalf("clean message after: %q", r)
 	}
 }

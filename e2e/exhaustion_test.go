@@ -19,13 +19,7 @@ import (
 	"sealgate/upstream/upstreamtest"
 )
 
-// rawClient is an SMTP connection from a chosen loopback address.
-type rawClient struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
+// dialFrom connects to addr from a chosen loopback address.
 func dialFrom(t *testing.T, from, addr string) *rawClient {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
@@ -34,26 +28,12 @@ func dialFrom(t *testing.T, from, addr string) *rawClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &rawClient{t: t, c: c, br: bufio.NewReader(c)}
-}
-
-// reply reads one reply; "" when the connection ended first.
-func (c *rawClient) reply() string {
-	c.t.Helper()
-	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var sb strings.Builder
-	for {
-		l, err := c.br.ReadString('\n')
-		sb.WriteString(l)
-		if err != nil || len(l) < 4 || l[3] != '-' {
-			return strings.TrimRight(sb.String(), "\r\n")
-		}
-	}
+	return &rawClient{Conn: c, t: t, br: bufio.NewReader(c)}
 }
 
 func (c *rawClient) cmd(line string) string {
 	c.t.Helper()
-	if _, err := io.WriteString(c.c, line+"\r\n"); err != nil {
+	if _, err := io.WriteString(c.Conn, line+"\r\n"); err != nil {
 		c.t.Fatal(err)
 	}
 	return c.reply()
@@ -61,7 +41,7 @@ func (c *rawClient) cmd(line string) string {
 
 // closed reports whether the gateway closed the connection.
 func (c *rawClient) closed() bool {
-	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, err := io.Copy(io.Discard, c.br)
 	return err == nil
 }
@@ -159,8 +139,8 @@ func TestAuthGuessingLockedOut(t *testing.T) {
 		if r := c.cmd("STARTTLS"); !strings.HasPrefix(r, "220 ") {
 			t.Fatalf("STARTTLS: %q", r)
 		}
-		tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true})
-		c.c, c.br = tc, bufio.NewReader(tc)
+		tc := tls.Client(c.Conn, &tls.Config{InsecureSkipVerify: true})
+		c.Conn, c.br = tc, bufio.NewReader(tc)
 		if r := c.cmd("EHLO legacy.sealgate.test"); !strings.Contains(r, "AUTH") {
 			t.Fatalf("no AUTH offered under TLS: %q", r)
 		}

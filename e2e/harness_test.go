@@ -191,6 +191,61 @@ func (g *gateway) stop() {
 	}
 }
 
+// rawClient speaks SMTP to the gateway byte for byte, for what go-smtp's
+// client will not send: BDAT, bare CR and LF, messages left unfinished.
+type rawClient struct {
+	net.Conn
+	t  testing.TB
+	br *bufio.Reader
+}
+
+// dialRaw connects to the gateway and reads its greeting.
+func (g *gateway) dialRaw() *rawClient {
+	g.t.Helper()
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	rc := &rawClient{Conn: c, t: g.t, br: bufio.NewReader(c)}
+	rc.reply()
+	return rc
+}
+
+// reply reads one reply, all its lines; a read error ends it, in
+// parentheses.
+func (c *rawClient) reply() string {
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var all string
+	for {
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			return all + "(" + err.Error() + ")"
+		}
+		all += l
+		if len(l) < 4 || l[3] != '-' {
+			return strings.TrimSpace(all)
+		}
+	}
+}
+
+// begin says EHLO, MAIL and RCPT for rcpt, each of which must get 250
+// (and DATA its 354 when data is set).
+func (c *rawClient) begin(rcpt string, data bool) {
+	c.t.Helper()
+	cmds := []string{"EHLO legacy.sealgate.test", "MAIL FROM:<a@legacy.sealgate.test>", "RCPT TO:<" + rcpt + ">"}
+	if data {
+		cmds = append(cmds, "DATA")
+	}
+	for _, cmd := range cmds {
+		fmt.Fprintf(c, "%s\r\n", cmd)
+		if r := c.reply(); !strings.HasPrefix(r, "250") && !strings.HasPrefix(r, "354") {
+			c.t.Fatalf("%s: %s", cmd, r)
+		}
+	}
+}
+
 // waitLog waits (a few seconds at most) until the gateway's log holds s:
 // the log travels through a pipe, so a line written before a reply may
 // reach the test after it.

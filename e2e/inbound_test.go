@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -105,33 +102,10 @@ func TestCHUNKING(t *testing.T) {
 	w.mx("drop.test", "mx1.drop.test", 10, upstreamtest.MXOptions{Certificate: w.cert("mx1.drop.test"), DropInData: 1000})
 	g := w.start(nil)
 	bdat := func(rcpt string, chunks ...string) string {
-		c, err := net.Dial("tcp", g.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		br := bufio.NewReader(c)
-		reply := func() string {
-			var all string
-			for {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					t.Fatalf("reading reply: %v", err)
-				}
-				all += l
-				if len(l) < 4 || l[3] != '-' {
-					return strings.TrimSpace(all)
-				}
-			}
-		}
-		reply()
-		for _, cmd := range []string{"EHLO legacy.sealgate.test", "MAIL FROM:<a@legacy.sealgate.test>", "RCPT TO:<" + rcpt + ">"} {
-			fmt.Fprintf(c, "%s\r\n", cmd)
-			if r := reply(); !strings.HasPrefix(r, "250") {
-				t.Fatalf("%s: %s", cmd, r)
-			}
-		}
+		rc := g.dialRaw()
+		defer rc.Close()
+		c, reply := rc.Conn, rc.reply
+		rc.begin(rcpt, false)
 		var last string
 		for i, ch := range chunks {
 			cmd := fmt.Sprintf("BDAT %d", len(ch))

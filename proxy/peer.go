@@ -3,7 +3,8 @@ package proxy
 import (
 	"errors"
 	"net"
-	"syscall"
+
+	"sealgate/upstream"
 )
 
 // errClientGone is the end of a message whose client closed its side of
@@ -21,27 +22,5 @@ var errClientGone = errors.New("the client closed the connection before the end 
 // still there; a client that closed before reading the reply to its
 // message does not learn of the delivery either, and sends it again.
 func peerClosed(c net.Conn) bool {
-	for {
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = u.NetConn()
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	closed := false
-	rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		closed = n == 0 && err == nil
-		return true
-	})
-	return closed
+	return upstream.PeekSocket(c) == upstream.SocketClosed
 }

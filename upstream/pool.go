@@ -6,7 +6,6 @@ import (
 	"net"
 	"reflect"
 	"sync"
-	"syscall"
 	"time"
 
 	"sealgate/enforcement"
@@ -215,29 +214,8 @@ func certIdentity(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error
 
 // alive reports whether an idle connection is still open and quiet: the
 // MX has neither closed it nor sent anything (an idle MX that gives up
-// sends 421 and closes). It peeks at the socket, consuming nothing.
+// sends 421 and closes).
 func alive(c net.Conn) bool {
-	for {
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = u.NetConn()
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	quiet := false
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		quiet = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
-		return true
-	})
-	return err == nil && quiet
+	s := PeekSocket(c)
+	return s == SocketQuiet || s == SocketUnknown
 }
