@@ -17,7 +17,7 @@ import (
 func RunWithLeakCheck(m *testing.M, wait time.Duration, markers ...string) {
 	code := m.Run()
 	if code == 0 {
-		if leaked := waitLeaks(wait, markers); leaked != "" {
+		if leaked := WaitLeaked(wait, markers...); leaked != "" {
 			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaked)
 			code = 1
 		}
@@ -25,7 +25,10 @@ func RunWithLeakCheck(m *testing.M, wait time.Duration, markers ...string) {
 	os.Exit(code)
 }
 
-func waitLeaks(wait time.Duration, markers []string) string {
+// WaitLeaked is Leaked after the goroutines it finds had up to wait to
+// end: a goroutine that has just closed the channel a test waited on may
+// still be on its way out.
+func WaitLeaked(wait time.Duration, markers ...string) string {
 	deadline := time.Now().Add(wait)
 	for {
 		leaked := Leaked(markers...)

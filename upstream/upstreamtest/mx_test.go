@@ -420,7 +420,7 @@ func TestCloseWaitsForHandlers(t *testing.T) {
 	if el := time.Since(start); el > 5*time.Second {
 		t.Errorf("Close took %v", el)
 	}
-	if leaked := upstreamtest.Leaked("sealgate/upstream/upstreamtest.", "emersion/go-smtp.(*Server)"); leaked != "" {
+	if leaked := upstreamtest.WaitLeaked(time.Second, "sealgate/upstream/upstreamtest.", "emersion/go-smtp.(*Server)"); leaked != "" {
 		t.Errorf("goroutines still running after Close:\n%s", leaked)
 	}
 	if !c.closed() {
