@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -116,6 +117,31 @@ func statusOf(err error) int {
 		}
 	}
 	return http.StatusInternalServerError
+}
+
+// adminCall is the client side of the admin API: it sends one request and
+// returns the body of a 200 answer (at most limit bytes), or the answer as
+// an *adminError.
+func adminCall(ctx context.Context, method, url string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		json.Unmarshal(body, &e)
+		return nil, &adminError{Status: resp.StatusCode, Msg: e.Error}
+	}
+	return body, nil
 }
 
 // adminError is an error answer of the admin API as the client sees it.

@@ -80,25 +80,7 @@ func viaAdmin(ctx context.Context, addr, verb, domain string) ([]byte, error) {
 	case "purge":
 		method, path = http.MethodDelete, "/mtasts/"+domain
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		json.Unmarshal(body, &e)
-		return nil, &adminError{Status: resp.StatusCode, Msg: e.Error}
-	}
-	return body, nil
+	return adminCall(ctx, method, "http://"+addr+path, 16<<20)
 }
 
 // isNotRunning reports whether err says that no gateway listens at the

@@ -276,25 +276,7 @@ func tlsrptViaAdmin(ctx context.Context, addr, verb string, q url.Values) ([]byt
 	if verb == "send" {
 		method, path = http.MethodPost, "/tlsrpt/send"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path+"?"+q.Encode(), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		json.Unmarshal(body, &e)
-		return nil, &adminError{Status: resp.StatusCode, Msg: e.Error}
-	}
-	return body, nil
+	return adminCall(ctx, method, "http://"+addr+path+"?"+q.Encode(), 256<<20)
 }
 
 // tlsrptLocally runs the command on the store when no gateway runs.
