@@ -13,7 +13,7 @@ WINDOW_RUNS   ?= 2000
 # Debian packages the tests drive as real peers.
 TEST_DEBS := postfix swaks unbound nsd ldnsutils bind9-dnsutils redis-server iproute2 nftables
 # The systemd unit and the appliance VM (deploy/systemd, deploy/appliance).
-TEST_DEBS += systemd qemu-system-x86 debootstrap e2fsprogs iproute2
+TEST_DEBS += systemd qemu-system-x86 debootstrap e2fsprogs
 # The status page rendered in a real browser (e2e/statuspage_test.go).
 TEST_DEBS += chromium fonts-dejavu-core
 # The container image and the Kubernetes pod (deploy/container, e2e/k8s).
