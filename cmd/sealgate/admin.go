@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -175,6 +176,25 @@ func (o stsOps) purge(ctx context.Context, domain string) error {
 		return o.mgr.Purge(ctx, domain)
 	}
 	return o.st.DeletePolicy(ctx, domain)
+}
+
+// changesOnlyFromLoopback refuses (403) every request that changes state
+// (any method but GET and HEAD: purging or refreshing a cached MTA-STS
+// policy, sending reports) unless it comes from loopback. The admin
+// listener may be opened to probes and scrapers (a pod's kubelet,
+// Prometheus); whoever can reach it must not be able to purge the policy
+// that stops a downgrade.
+func changesOnlyFromLoopback(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			ap, err := netip.ParseAddrPort(r.RemoteAddr)
+			if err != nil || !ap.Addr().Unmap().IsLoopback() {
+				http.Error(w, `{"Error":"changes are accepted from loopback only"}`, http.StatusForbidden)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // adminHandler serves /metrics, /healthz, /readyz, the status page (/

@@ -164,3 +164,29 @@ func TestIsNotRunning(t *testing.T) {
 		})
 	}
 }
+
+func TestChangesOnlyFromLoopback(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	h := changesOnlyFromLoopback(ok)
+	tests := []struct {
+		method, remote string
+		want           int
+	}{
+		{http.MethodDelete, "10.1.2.3:4000", http.StatusForbidden},
+		{http.MethodPost, "[2001:db8::1]:4000", http.StatusForbidden},
+		{http.MethodPost, "[::ffff:10.1.2.3]:4000", http.StatusForbidden},
+		{http.MethodDelete, "127.0.0.1:4000", http.StatusOK},
+		{http.MethodPost, "[::1]:4000", http.StatusOK},
+		{http.MethodGet, "10.1.2.3:4000", http.StatusOK},
+		{http.MethodPost, "not an address", http.StatusForbidden},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(tc.method, "/mtasts/example.test", nil)
+		r.RemoteAddr = tc.remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("%s from %s: %d, want %d", tc.method, tc.remote, w.Code, tc.want)
+		}
+	}
+}
