@@ -125,16 +125,16 @@ func hostRuleset(t *testing.T, values map[string]string) string {
 	return nftDefine(t, readRuleset(t, "host.nft"), values)
 }
 
-// byUser turns host.nft into its exemption by user: the meta skuid rule
-// uncommented, the mark rule gone.
+// byUser turns host.nft into its exemption by user: the meta skuid rules
+// uncommented, the mark rules gone (in both chains, as the README's sed).
 func byUser(t *testing.T, ruleset string) string {
 	t.Helper()
 	const mark, user = "\tmeta mark $SEALGATE_MARK return\n", "\t#meta skuid $SEALGATE_UID return\n"
 	if !strings.Contains(ruleset, mark) || !strings.Contains(ruleset, user) {
 		t.Fatalf("host.nft has no mark rule %q or no commented user rule %q", mark, user)
 	}
-	ruleset = strings.Replace(ruleset, mark, "", 1)
-	return strings.Replace(ruleset, user, "\tmeta skuid $SEALGATE_UID return\n", 1)
+	ruleset = strings.ReplaceAll(ruleset, mark, "")
+	return strings.ReplaceAll(ruleset, user, "\tmeta skuid $SEALGATE_UID return\n")
 }
 
 // withUsers runs cmd in a mount namespace of its own where /etc/passwd

@@ -67,7 +67,7 @@ func TestNftablesRulesetsParse(t *testing.T) {
 		{name: "router.nft with other networks", ruleset: nftDefine(t, router, map[string]string{
 			"LEGACY_NETS_V4": "{ 192.168.1.0/24, 10.0.1.0/24 }", "LEGACY_NETS_V6": "{ fd00:1::/64 }", "SEALGATE_PORT": "10025"})},
 		{name: "host.nft", ruleset: host},
-		{name: "host.nft by user", ruleset: strings.Replace(nftDefine(t, host, map[string]string{"SEALGATE_UID": "65534"}), "\t#meta skuid", "\tmeta skuid", 1)},
+		{name: "host.nft by user", ruleset: strings.Replace(nftDefine(t, host, map[string]string{"SEALGATE_UID": "65534"}), "\t#meta skuid", "\tmeta skuid", -1)},
 		{name: "a bad policy is refused", ruleset: nftDefine(t, router, map[string]string{"FORWARD_POLICY": `"maybe"`}), wantErr: true},
 	}
 	for _, tc := range tests {
