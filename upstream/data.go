@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/textproto"
@@ -28,7 +29,7 @@ func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
 	if _, err := io.WriteString(c.wire, "DATA\r\n"); err != nil {
 		return nil, c.lost("DATA", err)
 	}
-	if _, err := c.reply(354); err != nil {
+	if _, _, err := c.reply(3); err != nil {
 		return nil, c.result("DATA", err)
 	}
 	c.wire.SetDeadline(time.Time{})
@@ -56,7 +57,7 @@ func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
 	}
 	c.wire.SetReadDeadline(time.Now().Add(c.client.SubmissionTimeout))
 	defer c.wire.SetReadDeadline(time.Time{})
-	msg, err := c.reply(250)
+	code, msg, err := c.reply(2)
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
@@ -67,27 +68,34 @@ func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
 		}
 		return nil, c.lost("end of DATA", err)
 	}
-	code, text := parseEnhanced(msg)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: code, Message: text}, nil
+	enh, text := parseEnhanced(msg)
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: text}, nil
 }
 
-// reply reads one reply and returns its text when its code is want, an
-// *smtp.SMTPError with the server's code, enhanced code and text when it
-// is another, or the read error.
-func (c *Conn) reply(want int) (string, error) {
+// reply reads one reply. A reply of the class want (2 for the final
+// reply, 3 for the go-ahead to DATA) returns its code and text; a 4xx or
+// 5xx reply is an *smtp.SMTPError with the server's code, enhanced code
+// and text, to relay; any other reply (a 250 to DATA, a 354 or 1xx to the
+// end of data) is a protocol error, never relayed: the connection is
+// treated as lost, so that the client never takes it for an answer to
+// its message.
+func (c *Conn) reply(want int) (int, string, error) {
 	tr := textproto.NewReader(bufio.NewReaderSize(byteReader{c.wire}, 16))
 	code, msg, err := tr.ReadResponse(want)
 	var te *textproto.Error
 	if errors.As(err, &te) {
+		if te.Code/100 != 4 && te.Code/100 != 5 {
+			return 0, "", fmt.Errorf("unexpected reply %d %q", te.Code, te.Msg)
+		}
 		enh, text := parseEnhanced(te.Msg)
 		if enh != smtp.NoEnhancedCode {
 			// RFC 2034: the code starts every line; relay it once.
 			first, _, _ := strings.Cut(te.Msg, " ")
 			text = strings.ReplaceAll(text, "\n"+first+" ", "\n")
 		}
-		return "", &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: text}
+		return 0, "", &smtp.SMTPError{Code: te.Code, EnhancedCode: enh, Message: text}
 	}
-	return msg, err
+	return code, msg, err
 }
 
 // byteReader reads one byte at a time, so that a reply is read without

@@ -1,0 +1,66 @@
+package upstream
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+
+	"sealgate/certs/certstest"
+	"sealgate/enforcement"
+	"sealgate/upstream/upstreamtest"
+)
+
+// TestDataUnexpectedReplies: an MX that answers DATA with a 2xx (no body
+// was sent) or the end of data with anything but 2xx, 4xx or 5xx is not
+// believed: the connection counts as lost (451 4.4.2 for the client),
+// never as an answer that a client could take for acceptance.
+func TestDataUnexpectedReplies(t *testing.T) {
+	ca := certstest.NewCA(t, "root")
+	cert := ca.Leaf("mx.example.test")
+	tests := []struct {
+		name string
+		opts upstreamtest.MXOptions
+	}{
+		{"250 to DATA", upstreamtest.MXOptions{DataCommandReply: &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "ok"}}},
+		{"354 to the end of data", upstreamtest.MXOptions{DataReply: &smtp.SMTPError{Code: 354, EnhancedCode: smtp.NoEnhancedCode, Message: "more"}}},
+		{"150 to the end of data", upstreamtest.MXOptions{DataReply: &smtp.SMTPError{Code: 150, EnhancedCode: smtp.NoEnhancedCode, Message: "hm"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			opts.Hostname, opts.Certificate = "mx.example.test", &cert
+			mx := upstreamtest.NewMX(t, opts)
+			c, err := deliverer(ca).Open(context.Background(), route("example.test", hostAt(t, "mx.example.test", mx.Addr(), enforcement.Requirement{})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Mail("a@example.test", nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Rcpt("b@example.test", nil); err != nil {
+				t.Fatal(err)
+			}
+			final, err := c.Data(nil, strings.NewReader("Subject: s\r\n\r\nx\r\n"))
+			f, ok := enforcement.AsFailure(err)
+			if final != nil || !ok || f.Kind != enforcement.KindLost || !c.Broken() {
+				t.Fatalf("got final %v, err %v; want the connection lost", final, err)
+			}
+		})
+	}
+	// A 2xx other than 250 after the end of data is acceptance, relayed.
+	mx := upstreamtest.NewMX(t, upstreamtest.MXOptions{Hostname: "mx.example.test", Certificate: &cert,
+		DataReply: &smtp.SMTPError{Code: 251, EnhancedCode: smtp.EnhancedCode{2, 1, 5}, Message: "accepted, forwarded"}})
+	c, err := deliverer(ca).Open(context.Background(), route("example.test", hostAt(t, "mx.example.test", mx.Addr(), enforcement.Requirement{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Mail("a@example.test", nil)
+	c.Rcpt("b@example.test", nil)
+	if final, err := c.Data(nil, strings.NewReader("Subject: s\r\n\r\nx\r\n")); err != nil || final.Code != 251 || final.EnhancedCode != (smtp.EnhancedCode{2, 1, 5}) {
+		t.Fatalf("got %v, %v; want the MX's 251 relayed", final, err)
+	}
+}
