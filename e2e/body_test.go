@@ -118,6 +118,18 @@ func TestBodyDotBareCR(t *testing.T) {
 			}
 		}
 	}
+	// The same from a client that sends the body with DATA, not waiting
+	// for 354: go-smtp may read the body before the message starts.
+	c := g.dialRaw()
+	c.begin("b@example.test", false)
+	c.Write([]byte("DATA\r\n" + raw))
+	if r := c.reply(); !strings.HasPrefix(r, "354") {
+		t.Fatalf("DATA: %q", r)
+	}
+	if r := c.reply(); !strings.HasPrefix(r, "550 5.6.11") {
+		t.Fatalf("body sent with DATA: got %q, want 550 5.6.11", r)
+	}
+	c.Close()
 	// A clean message on the same kind of session still goes through.
 	if r := rawDATA(t, g, "b@example.test", []byte("Subject: ok\r\n\r\n..dot line\r\n.\r\n")); !strings.HasPrefix(r, "250") {
 		t.Fatalf("clean message after: %q", r)

@@ -197,18 +197,23 @@ func (ss *session) Data(r io.Reader) error {
 	check := newBodyReader(r)
 	// On a plaintext session the raw bytes show what go-smtp's DATA
 	// reader hides: a line starting with a dot and a bare CR.
+	// The count is compared with its value at the end of the previous
+	// message, not at the start of this one: go-smtp may have read (and
+	// the scanner counted) a body sent without waiting for 354 before
+	// Data runs.
 	var g *guardConn
-	var dotCRs uint64
 	if ss.inTLS == nil {
 		if g = guardOf(ss.clientNC); g != nil {
-			dotCRs = g.dotCR.hits.Load()
+			defer g.dotCR.settle()
 		}
 	}
 	check.atEOF = func() error {
-		if g != nil && g.dotCR.hits.Load() != dotCRs {
+		if g != nil && g.dotCR.since() {
 			return &bodyError{what: "a line starting with a dot and a bare CR"}
 		}
-		if peerClosed(ss.clientNC) {
+		// BDAT only: go-smtp takes a connection closed inside the LAST
+		// chunk for its end (DATA's reader reports it as an error).
+		if run.pipe != nil && peerClosed(ss.clientNC) {
 			return errClientGone
 		}
 		return nil

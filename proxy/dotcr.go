@@ -13,6 +13,8 @@ import (
 // ciphertext, and its count means nothing.
 type dotCRScanner struct {
 	hits atomic.Uint64
+	// seen is hits at the end of the last message.
+	seen atomic.Uint64
 	tail [3]byte // the last bytes scanned
 	n    int
 }
@@ -50,3 +52,10 @@ func (s *dotCRScanner) count(b []byte) {
 		b = b[i+1:]
 	}
 }
+
+// since reports whether the pattern was seen since the end of the last
+// message.
+func (s *dotCRScanner) since() bool { return s.hits.Load() != s.seen.Load() }
+
+// settle marks the end of a message.
+func (s *dotCRScanner) settle() { s.seen.Store(s.hits.Load()) }

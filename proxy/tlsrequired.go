@@ -77,7 +77,7 @@ func (t *transaction) openPending(run *dataRun, r io.Reader) (io.Reader, error) 
 	}
 	ctx, cancel := context.WithTimeout(run.ctx, t.timeout)
 	defer cancel()
-	up, err := t.opener.Open(ctx, t.pendingRoute)
+	up, err := t.open(ctx, t.pendingRoute)
 	if err != nil {
 		return body, err
 	}
@@ -85,9 +85,6 @@ func (t *transaction) openPending(run *dataRun, r io.Reader) (io.Reader, error) 
 		return body, errors.New("message abandoned by the client")
 	}
 	t.up, t.route = up, t.pendingRoute
-	if err := up.Mail(t.from, t.mailOpts); err != nil {
-		return body, err
-	}
 	for _, p := range t.pending {
 		if err := up.Rcpt(p.to, p.opts); err != nil {
 			// One reply answers DATA for every recipient: defer the
