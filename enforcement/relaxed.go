@@ -5,7 +5,7 @@ import "context"
 // ModeTLSRequiredNo marks the requirement of a message whose sender asked,
 // with the header field "TLS-Required: No" (RFC 8689 §5), that TLS policy
 // failures be ignored.
-const ModeTLSRequiredNo = "encrypt (TLS-Required: No)"
+const ModeTLSRequiredNo = "TLS-Required: No"
 
 // RelaxedRoute is the route for a message with "TLS-Required: No": every
 // MX host of the domain, each requiring STARTTLS and a completed handshake
@@ -20,7 +20,7 @@ func (e *Engine) RelaxedRoute(ctx context.Context, domain string) (*Route, error
 		}
 		route := &Route{Domain: domain, Relay: true, PolicyDomain: e.Relay.PolicyDomain()}
 		for _, h := range hosts {
-			route.Hosts = append(route.Hosts, relayHost(h, e.Relay, relaxed(e.MinVersion)))
+			route.Hosts = append(route.Hosts, relayHost(h, e.Relay, e.relaxedRelay(ctx, h)))
 		}
 		return route, nil
 	}
@@ -37,4 +37,21 @@ func (e *Engine) RelaxedRoute(ctx context.Context, domain string) (*Route, error
 
 func relaxed(min uint16) Requirement {
 	return Requirement{Source: SourceFloor, Level: LevelEncrypt, Mode: ModeTLSRequiredNo, MinVersion: min}
+}
+
+// relaxedRelay is the requirement of relay host h for a message that
+// waives TLS policies: the recipient domain's policies, and the relay
+// domain's MTA-STS and DANE, are waived, but not what authenticates the
+// relay itself. The relay is sealgate's own next hop, which gets the
+// relay credentials: its local policy entry applies, else its certificate
+// must be valid for its name under the WebPKI roots.
+func (e *Engine) relaxedRelay(ctx context.Context, h mxHost) Requirement {
+	if e.Local != nil {
+		if local, _ := e.Local.LookupNexthop(e.Relay.Host, e.Relay.Port, e.Relay.MXLookup); local != nil {
+			if req, ok, err := e.localRequirement(ctx, local, e.Relay.Host, h, false); ok && err == nil {
+				return req
+			}
+		}
+	}
+	return Requirement{Source: SourceFloor, Level: LevelVerify, Mode: ModeTLSRequiredNo, Names: []string{h.name}, NamesVouched: h.vouched, MinVersion: e.MinVersion}
 }

@@ -346,3 +346,23 @@ func TestRelaxedRelayRouteIgnoresPolicies(t *testing.T) {
 		})
 	}
 }
+
+// TestRelaxedRelayRouteAuthenticatesTheRelay: "TLS-Required: No" (and
+// TLS-RPT report mail, which takes the same route) waives the policies of
+// the recipient and relay domains, never the authentication of the relay
+// itself, which receives the relay credentials.
+func TestRelaxedRelayRouteAuthenticatesTheRelay(t *testing.T) {
+	dns := &mapDNS{addrs: map[string]AddrResult{"smtp.p.test": addr1}}
+	r, err := ParseRelayHost("[smtp.p.test]:587")
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, err := (&Engine{DNS: dns, Relay: &r}).RelaxedRoute(context.Background(), "any.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := route.Hosts[0].Req
+	if req.Level != LevelVerify || len(req.Names) != 1 || req.Names[0] != "smtp.p.test" {
+		t.Fatalf("relaxed relay requirement %+v, want the relay's name verified under the WebPKI", req)
+	}
+}
