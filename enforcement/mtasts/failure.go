@@ -2,7 +2,7 @@ package mtasts
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"time"
 )
 
@@ -44,7 +44,10 @@ func (m *Manager) recentFailure(ctx context.Context, domain, id string) error {
 		m.bg.Add(1)
 		go m.retry(context.WithoutCancel(ctx), domain, id)
 	}
-	return fmt.Errorf("%w (failure remembered until %s; not waiting)", f.err, f.until.UTC().Format(time.TimeOnly))
+	// The failure as it was: a text that changed with every renewal
+	// would make a new TLS-RPT row and a new route each time.
+	m.log().Debug("MTA-STS fetch failure remembered: not waiting", "domain", domain, "until", f.until.UTC().Format(time.TimeOnly))
+	return f.err
 }
 
 // retry fetches the policy in the background; its failure renews the
@@ -55,7 +58,9 @@ func (m *Manager) retry(ctx context.Context, domain, id string) {
 	defer cancel()
 	if _, err := m.fetchAndStore(ctx, domain, id); err != nil {
 		m.log().Warn("MTA-STS background policy fetch failed", "domain", domain, "id", id, "error", err)
-		m.rememberFailure(domain, id, err)
+		if !errors.Is(err, ErrStore) {
+			m.rememberFailure(domain, id, err)
+		}
 		return
 	}
 	m.log().Info("MTA-STS background policy fetch succeeded", "domain", domain, "id", id)

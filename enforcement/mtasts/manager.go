@@ -192,6 +192,12 @@ func (m *Manager) Policy(ctx context.Context, domain string) (Lookup, error) {
 	fctx, cancel := context.WithTimeout(ctx, m.fetchTimeout())
 	defer cancel()
 	p, err := m.fetchAndStore(fctx, domain, id)
+	if errors.Is(err, ErrStore) {
+		// The domain's policy was fetched: it must be in force, and
+		// cannot be without its durable copy. Defer, never go on as
+		// if the domain had none.
+		return Lookup{}, err
+	}
 	if err != nil {
 		m.log().Warn("MTA-STS policy fetch failed", "domain", domain, "id", id, "error", err)
 		m.rememberFailure(domain, id, err)
@@ -210,6 +216,10 @@ func (m *Manager) fetchTimeout() time.Duration {
 	return 30 * time.Second
 }
 
+// ErrStore marks a policy that was fetched but could not be stored: our
+// state store failed, not the domain.
+var ErrStore = errors.New("mta-sts: state store")
+
 // fetchAndStore fetches the policy and stores it durably before returning
 // it.
 func (m *Manager) fetchAndStore(ctx context.Context, domain, id string) (*Policy, error) {
@@ -220,7 +230,7 @@ func (m *Manager) fetchAndStore(ctx context.Context, domain, id string) (*Policy
 	now := m.now()
 	entry := &store.CachedPolicy{Domain: domain, ID: id, Policy: p.String(), FetchedAt: now, ExpiresAt: now.Add(p.MaxAge)}
 	if err := m.Store.PutPolicy(ctx, entry); err != nil {
-		return nil, fmt.Errorf("mta-sts: storing policy of %s: %w", domain, err)
+		return nil, fmt.Errorf("%w: storing policy of %s: %w", ErrStore, domain, err)
 	}
 	m.stored(entry, p)
 	m.forgetFailure(domain)
