@@ -104,16 +104,17 @@ func (d *Deliverer) Open(ctx context.Context, route *enforcement.Route) (*Conn, 
 	var worst *enforcement.Failure
 	var noREQUIRETLS []string
 	tried := 0
+	certID := certIdentity(d.ClientCertificate)
 	for _, h := range route.Hosts {
 		for _, a := range h.Addrs {
 			if tried == maxAttempts {
 				break
 			}
 			tried++
-			if c := d.Pool.take(route, h, d.addr(h, a), certIdentity(d.ClientCertificate)); c != nil {
+			if c := d.Pool.take(route, h, d.addr(h, a), certID); c != nil {
 				return c, nil
 			}
-			c, err := d.attempt(ctx, route, h, a)
+			c, err := d.attempt(ctx, route, h, a, certID)
 			if err == nil {
 				return c, nil
 			}
@@ -139,7 +140,7 @@ func (d *Deliverer) Open(ctx context.Context, route *enforcement.Route) (*Conn, 
 	return nil, worst
 }
 
-func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enforcement.Host, a netip.Addr) (*Conn, error) {
+func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enforcement.Host, a netip.Addr, certID [32]byte) (*Conn, error) {
 	start := time.Now()
 	addr := d.addr(h, a)
 	fail := func(kind enforcement.Kind, result, reason string, err error) error {
@@ -256,7 +257,7 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 		log:     d.log(),
 		opened:  start,
 		pool:    d.Pool,
-		certID:  certIdentity(d.ClientCertificate),
+		certID:  certID,
 	}
 	d.log().LogAttrs(ctx, slog.LevelInfo, "upstream connected",
 		slog.String("domain", route.Domain), slog.String("mx", h.Name), slog.String("ip", a.String()),

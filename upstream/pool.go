@@ -76,6 +76,14 @@ func (p *Pool) take(route *enforcement.Route, h enforcement.Host, addr string, c
 		return nil
 	}
 	key := poolKey{host: h.Name, addr: addr}
+	var dead []*Conn
+	defer func() {
+		// Closed outside the lock: a TLS close may wait on the socket.
+		for _, c := range dead {
+			c.Abort()
+			c.Close()
+		}
+	}()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.idle[key]
@@ -92,8 +100,7 @@ func (p *Pool) take(route *enforcement.Route, h enforcement.Host, addr string, c
 		p.idle[key] = list
 		e.timer.Stop()
 		if !alive(c.raw) {
-			c.broken.Store(true)
-			c.client.Close()
+			dead = append(dead, c)
 			continue
 		}
 		c.Route = route
@@ -105,10 +112,10 @@ func (p *Pool) take(route *enforcement.Route, h enforcement.Host, addr string, c
 
 // release takes c back after a clean transaction: RSET, then into the
 // pool, or QUIT when it served its share or the pool is full. It runs in
-// the background so that the client's next command does not wait.
+// the background so that the client's next command waits for neither.
 func (p *Pool) release(c *Conn) {
 	p.mu.Lock()
-	if p.closed || c.Broken() || c.uses >= p.maxReuse() {
+	if p.closed || c.Broken() {
 		p.mu.Unlock()
 		c.Close()
 		return
@@ -117,8 +124,14 @@ func (p *Pool) release(c *Conn) {
 	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
+		if c.uses >= p.maxReuse() {
+			c.Close()
+			return
+		}
 		if err := c.Reset(); err != nil {
-			c.Close() // broken by the failed RSET: no QUIT
+			// A refused RSET leaves the state unknown: QUIT (Close
+			// sends none on a broken connection).
+			c.Close()
 			return
 		}
 		key := poolKey{host: c.Host.Name, addr: c.Addr}
