@@ -155,6 +155,17 @@ func (m *Manager) Policy(ctx context.Context, domain string) (Lookup, error) {
 		return Lookup{}, err
 	}
 	id, txtErr := m.lookupID(ctx, domain)
+	if txtErr != nil && !errors.Is(txtErr, ErrNoRecord) && valid == nil && fromMemory {
+		// Memory says nothing is stored, but another replica may have
+		// stored a policy since: with no TXT record to go by, only the
+		// store can tell. (Not for a plain "no record": every message to
+		// the many domains without MTA-STS would read the store. A
+		// record another replica saw and this one is told is absent
+		// stays unseen here for at most MemoryMaxAge.)
+		if cached, valid, _, err = m.cached(ctx, domain, true); err != nil {
+			return Lookup{}, err
+		}
+	}
 	if txtErr != nil {
 		// No TXT record, several, or a failed lookup: a valid cached
 		// policy stays in force (§5.1); otherwise there is none.

@@ -204,3 +204,26 @@ func TestManagerMemoryIsBounded(t *testing.T) {
 		t.Fatalf("%d store reads for 4 domains with room for 2, want at least 2", got)
 	}
 }
+
+// TestManagerMemoryFailedTXTReadsTheStore: replica a remembers that
+// nothing is stored; replica b then stores an enforce policy; when a's
+// TXT lookup fails, a still finds b's policy in the store at once.
+func TestManagerMemoryFailedTXTReadsTheStore(t *testing.T) {
+	a, n, c, st := newManager(t)
+	b := &Manager{Store: st, Fetcher: n, LookupTXT: n.lookupTXT, Now: c.now}
+	ctx := context.Background()
+	if l, err := a.Policy(ctx, "example.test"); err != nil || l.Policy != nil {
+		t.Fatalf("before: %+v, %v", l, err)
+	}
+	n.set("example.test", "1", enforceBody)
+	if l, err := b.Policy(ctx, "example.test"); err != nil || l.Policy == nil {
+		t.Fatalf("replica b: %+v, %v", l, err)
+	}
+	n.mu.Lock()
+	n.txtErr = errors.New("SERVFAIL")
+	n.mu.Unlock()
+	l, err := a.Policy(ctx, "example.test")
+	if err != nil || l.Policy == nil || l.Policy.Mode != ModeEnforce {
+		t.Fatalf("replica a with a failed TXT lookup: %+v, %v; want b's enforce policy", l, err)
+	}
+}
