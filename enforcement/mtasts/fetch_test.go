@@ -284,9 +284,12 @@ func TestFetchSingleflight(t *testing.T) {
 func TestFetchCallerCancel(t *testing.T) {
 	ca := newTestCA(t)
 	started := make(chan struct{})
+	var once sync.Once
 	release := make(chan struct{})
 	port := startPolicyServer(t, ca.issue(t, "mta-sts.example.test"), func(w http.ResponseWriter, r *http.Request) {
-		close(started)
+		// Once: net/http may send a request again on a new
+		// connection; a second close would panic the handler.
+		once.Do(func() { close(started) })
 		<-release
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte(rfcPolicy))
