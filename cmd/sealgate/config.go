@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,6 +96,9 @@ const envPrefix = "SEALGATE_"
 // and validates every value. Errors name the variable and the expected
 // form.
 func parseConfig(environ map[string]string) (*Config, error) {
+	if err := unknownVariables(environ); err != nil {
+		return nil, err
+	}
 	var c Config
 	err := env.ParseWithOptions(&c, env.Options{Environment: environ, Prefix: envPrefix})
 	if err != nil {
@@ -271,6 +275,30 @@ func parseLimits(c *Config, environ map[string]string) (proxy.Limits, error) {
 }
 
 // describe returns the variable name and the expected form of a field.
+// unknownVariables refuses SEALGATE_ variables that sealgate does not
+// know: a misspelt name (SEALGATE_MINTLS=verify) would otherwise leave
+// the default in force without a word.
+func unknownVariables(environ map[string]string) error {
+	known := map[string]bool{}
+	t := reflect.TypeOf(Config{})
+	for i := range t.NumField() {
+		if tag := t.Field(i).Tag.Get("env"); tag != "" {
+			known[envPrefix+tag] = true
+		}
+	}
+	var unknown []string
+	for k := range environ {
+		if strings.HasPrefix(k, envPrefix) && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return fmt.Errorf("%s: not a variable sealgate knows (misspelt?); see the configuration table of the README", strings.Join(unknown, ", "))
+}
+
 func describe(field string) (name, form string) {
 	f, ok := reflect.TypeOf(Config{}).FieldByName(field)
 	if !ok {

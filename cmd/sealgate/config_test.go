@@ -58,6 +58,7 @@ func TestParseConfigErrorsNameTheVariable(t *testing.T) {
 		want []string
 	}{
 		{name: "port not a number", env: map[string]string{"SEALGATE_MX_PORT": "twenty-five"}, want: []string{"SEALGATE_MX_PORT", "port number"}},
+		{name: "misspelt variable", env: map[string]string{"SEALGATE_MINTLS": "verify"}, want: []string{"SEALGATE_MINTLS", "not a variable"}},
 		{name: "port out of range", env: map[string]string{"SEALGATE_MX_PORT": "70000"}, want: []string{"SEALGATE_MX_PORT", "1 to 65535"}},
 		{name: "floor may", env: map[string]string{"SEALGATE_MIN_TLS": "may"}, want: []string{"SEALGATE_MIN_TLS", "encrypt or verify"}},
 		{name: "floor none", env: map[string]string{"SEALGATE_MIN_TLS": "none"}, want: []string{"SEALGATE_MIN_TLS"}},

@@ -374,8 +374,10 @@ func (c *Config) tlsrptDefaults(bad func(field, value, why string) error) error 
 	if !ok || local == "" || domain == "" || strings.ContainsAny(c.TLSRPTFrom, " \t\r\n<>,") {
 		return bad("TLSRPTFrom", c.TLSRPTFrom, "")
 	}
-	if strings.ContainsAny(c.TLSRPTOrg+c.TLSRPTContact, "\r\n") {
-		return bad("TLSRPTOrg", c.TLSRPTOrg, "no line breaks")
+	for _, f := range []struct{ field, v string }{{"TLSRPTOrg", c.TLSRPTOrg}, {"TLSRPTContact", c.TLSRPTContact}} {
+		if strings.ContainsAny(f.v, "\r\n") {
+			return bad(f.field, f.v, "no line breaks")
+		}
 	}
 	return nil
 }
