@@ -240,8 +240,12 @@ func (c *rawClient) begin(rcpt string, data bool) {
 	}
 	for _, cmd := range cmds {
 		fmt.Fprintf(c, "%s\r\n", cmd)
-		if r := c.reply(); !strings.HasPrefix(r, "250") && !strings.HasPrefix(r, "354") {
-			c.t.Fatalf("%s: %s", cmd, r)
+		want := "250"
+		if cmd == "DATA" {
+			want = "354"
+		}
+		if r := c.reply(); !strings.HasPrefix(r, want) {
+			c.t.Fatalf("%s: %s, want %s", cmd, r, want)
 		}
 	}
 }

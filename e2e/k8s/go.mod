@@ -5,7 +5,7 @@ go 1.26.8
 replace sealgate => ../..
 
 require (
-	github.com/emersion/go-smtp v0.26.0
+	github.com/emersion/go-smtp v0.25.1
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	sealgate v0.0.0-00010101000000-000000000000
