@@ -10,7 +10,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -21,7 +20,7 @@ import (
 )
 
 // AddrLookup returns the addresses of host from the gateway's own resolver.
-type AddrLookup func(ctx context.Context, host string) ([]netip.Addr, error)
+type AddrLookup = netx.AddrLookup
 
 // Fetcher defaults.
 const (
@@ -34,7 +33,7 @@ const (
 var (
 	ErrInvalidDomain = errors.New("mta-sts: invalid domain")
 	ErrNoLookup      = errors.New("mta-sts: fetcher has no address lookup")
-	ErrNoAddress     = errors.New("mta-sts: policy host has no address")
+	ErrNoAddress     = errors.New("policy host has no address")
 	ErrRedirect      = errors.New("mta-sts: redirect refused")
 	ErrHTTPStatus    = errors.New("mta-sts: HTTP status is not 200")
 	ErrContentType   = errors.New("mta-sts: Content-Type is not text/plain")
@@ -255,26 +254,11 @@ func (f *Fetcher) dialContext(host string) func(ctx context.Context, network, ad
 		if h, _, err := net.SplitHostPort(addr); err != nil || h != host {
 			return nil, fmt.Errorf("mta-sts: unexpected dial to %q", addr)
 		}
-		addrs, err := f.LookupAddrs(ctx, host)
+		conn, err := netx.DialResolved(ctx, netx.AddrLookup(f.LookupAddrs), dial, host, port, ErrNoAddress)
 		if err != nil {
-			return nil, fmt.Errorf("mta-sts: resolving %s: %w", host, err)
+			return nil, fmt.Errorf("mta-sts: %w", err)
 		}
-		if len(addrs) == 0 {
-			return nil, fmt.Errorf("%w: %s", ErrNoAddress, host)
-		}
-		var errs []error
-		for _, a := range addrs {
-			ap := netip.AddrPortFrom(a.Unmap(), port).String()
-			conn, err := dial(ctx, "tcp", ap)
-			if err == nil {
-				return conn, nil
-			}
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
-			}
-		}
-		return nil, fmt.Errorf("mta-sts: connecting to %s port %d: %w", host, port, errors.Join(errs...))
+		return conn, nil
 	}
 }
 

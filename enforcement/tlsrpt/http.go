@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"time"
+
+	"sealgate/enforcement/netx"
 )
 
 // AddrLookup resolves a host name through the gateway's own resolver.
-type AddrLookup func(ctx context.Context, host string) ([]netip.Addr, error)
+type AddrLookup = netx.AddrLookup
+
+var errNoAddress = errors.New("collector has no address")
 
 // NewHTTPClient returns the client for https rua URIs: every host name is
 // resolved with lookup (never the system resolver), the certificate must
@@ -22,7 +25,7 @@ type AddrLookup func(ctx context.Context, host string) ([]netip.Addr, error)
 // SSL_CERT_FILE), TLS 1.2 at least, no redirect is followed, and a POST
 // takes at most timeout.
 func NewHTTPClient(lookup AddrLookup, roots *x509.CertPool, timeout time.Duration) *http.Client {
-	dialer := &net.Dialer{}
+	dial := (&net.Dialer{}).DialContext
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, port, err := net.SplitHostPort(addr)
@@ -33,19 +36,11 @@ func NewHTTPClient(lookup AddrLookup, roots *x509.CertPool, timeout time.Duratio
 			if err != nil {
 				return nil, err
 			}
-			addrs, err := lookup(ctx, host)
+			conn, err := netx.DialResolved(ctx, lookup, dial, host, uint16(p), errNoAddress)
 			if err != nil {
-				return nil, fmt.Errorf("tlsrpt: resolving %s: %w", host, err)
+				return nil, fmt.Errorf("tlsrpt: %w", err)
 			}
-			var errs []error
-			for _, a := range addrs {
-				c, err := dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(a.Unmap(), uint16(p)).String())
-				if err == nil {
-					return c, nil
-				}
-				errs = append(errs, err)
-			}
-			return nil, fmt.Errorf("tlsrpt: connecting to %s: %w", addr, errors.Join(append(errs, errors.New("no address"))...))
+			return conn, nil
 		},
 		TLSClientConfig:   &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2: true,
