@@ -54,7 +54,10 @@ func (m *Manager) recentFailure(ctx context.Context, domain, id string) error {
 // remembered one.
 func (m *Manager) retry(ctx context.Context, domain, id string) {
 	defer m.bg.Done()
-	ctx, cancel := context.WithTimeout(ctx, m.fetchTimeout())
+	// No message waits here: the fetch gets the fetcher's own bound
+	// (DefaultTimeout, 60 s), not the 30 s a first message waits, so that
+	// a policy host that answers in between is fetched and stored.
+	ctx, cancel := context.WithTimeout(ctx, max(m.fetchTimeout(), DefaultTimeout))
 	defer cancel()
 	if _, err := m.fetchAndStore(ctx, domain, id); err != nil {
 		m.log().Warn("MTA-STS background policy fetch failed", "domain", domain, "id", id, "error", err)
