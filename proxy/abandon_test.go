@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/tls"
 	"strings"
 	"testing"
 
@@ -77,6 +78,49 @@ func TestAbandonedMessageNeverCompleted(t *testing.T) {
 	}
 }
 
+// TestChunkCutByCloseNotify: on a STARTTLS session, a client that ends
+// its TLS stream (close_notify) inside a LAST chunk and keeps the TCP
+// connection open has not finished its message. Nothing below TLS shows
+// the end, and go-smtp takes it for the end of the chunk.
+func TestChunkCutByCloseNotify(t *testing.T) {
+	ca := certstest.NewCA(t, "sealgate test root")
+	mxCert := ca.Leaf("mx.example.test")
+	gwCert := ca.Leaf("gw.example.test")
+	first := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz\r\n"), 500)
+	for _, tc := range []struct {
+		name string
+		ops  []op
+	}{
+		{name: "LAST chunk", ops: []op{{kind: opMail}, {kind: opCutChunk, last: true, half: true, data: first, cut: 10000}}},
+		{name: "LAST chunk after a whole one", ops: []op{{kind: opMail}, {kind: opBdat, data: first}, {kind: opCutChunk, last: true, half: true, data: first, cut: 1}}},
+		{name: "LAST chunk with nothing of it sent", ops: []op{{kind: opMail}, {kind: opBdat, data: first}, {kind: opCutChunk, last: true, half: true, data: first, cut: 0}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for round := range abandonRounds {
+				g := newGateway(t, &mxCert, 0, func(o *Options) {
+					o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{gwCert}}
+				})
+				lc := &legacyClient{t: t, addr: g.addr, tls: &tls.Config{RootCAs: ca.Pool(), ServerName: "gw.example.test"}}
+				for _, o := range tc.ops {
+					lc.run(o)
+				}
+				lc.drop()
+				g.settle(t)
+				if err := promiseKept(g.mx, lc.sent); err != nil {
+					t.Fatalf("round %d: %v\ntranscript:\n%s", round, err, strings.Join(lc.log, "\n"))
+				}
+				// The client still listens after its close_notify.
+				if !strings.HasPrefix(lc.last, "451 4.3.0") {
+					t.Fatalf("round %d: last reply %q, want 451 4.3.0\ntranscript:\n%s", round, lc.last, strings.Join(lc.log, "\n"))
+				}
+				if !strings.Contains(strings.Join(lc.log, "\n"), "-- TLS") {
+					t.Fatalf("the session never went to TLS:\n%s", strings.Join(lc.log, "\n"))
+				}
+			}
+		})
+	}
+}
+
 // TestChunkedAndDataDeliveryWhole: finished messages, by DATA and by BDAT
 // in several chunks, arrive as sent after one Received header.
 func TestChunkedAndDataDeliveryWhole(t *testing.T) {
@@ -103,6 +147,14 @@ func TestChunkedAndDataDeliveryWhole(t *testing.T) {
 		t.Fatalf("%d messages accepted, want 3\ntranscript:\n%s", len(lc.sent), strings.Join(lc.log, "\n"))
 	}
 	if err := promiseKept(g.mx, lc.sent); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestChunkCountReadable: the go-smtp in go.mod still keeps the BDAT byte
+// count that the truncation check reads (see chunks.go).
+func TestChunkCountReadable(t *testing.T) {
+	if err := checkChunkCount(); err != nil {
 		t.Fatal(err)
 	}
 }

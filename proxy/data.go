@@ -194,7 +194,8 @@ func (ss *session) Data(r io.Reader) error {
 		return err
 	}
 	defer ss.endData(t, run)
-	check := newBodyReader(r)
+	raw := &countingReader{r: r}
+	check := newBodyReader(raw)
 	// On a plaintext session the raw bytes show what go-smtp's DATA
 	// reader hides: a line starting with a dot and a bare CR.
 	// The count is compared with its value at the end of the previous
@@ -211,10 +212,10 @@ func (ss *session) Data(r io.Reader) error {
 		if g != nil && g.dotCR.since() {
 			return &bodyError{what: "a line starting with a dot and a bare CR"}
 		}
-		// BDAT only: go-smtp takes a connection closed inside the LAST
-		// chunk for its end (DATA's reader reports it as an error).
-		if run.pipe != nil && peerClosed(ss.clientNC) {
-			return errClientGone
+		// BDAT only: go-smtp takes a stream ended inside the LAST chunk
+		// for its end (DATA's reader reports it as an error).
+		if run.pipe != nil {
+			return chunksWhole(ss.conn, raw.n)
 		}
 		return nil
 	}

@@ -53,7 +53,7 @@ var _ Router = mxRouter{}
 
 // newGateway starts an MX with cert and a gateway in front of it whose
 // SIZE limit is maxBytes (the default if 0). Both close with t.
-func newGateway(t testing.TB, cert *tls.Certificate, maxBytes int64) *gateway {
+func newGateway(t testing.TB, cert *tls.Certificate, maxBytes int64, change ...func(*Options)) *gateway {
 	t.Helper()
 	mx := upstreamtest.NewMX(t, upstreamtest.MXOptions{Hostname: "mx.example.test", Certificate: cert})
 	ap := netip.MustParseAddrPort(mx.Addr())
@@ -62,7 +62,7 @@ func newGateway(t testing.TB, cert *tls.Certificate, maxBytes int64) *gateway {
 		Req: enforcement.Requirement{Source: enforcement.SourceFloor, Level: enforcement.LevelEncrypt},
 	}
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := New(Options{
+	opts := Options{
 		Hostname:        "gw.example.test",
 		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		MaxMessageBytes: maxBytes,
@@ -78,7 +78,11 @@ func newGateway(t testing.TB, cert *tls.Certificate, maxBytes int64) *gateway {
 			Log:            discard,
 		}),
 		Log: discard,
-	})
+	}
+	for _, c := range change {
+		c(&opts)
+	}
+	srv := New(opts)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -302,6 +306,8 @@ type legacyClient struct {
 	sent [][]byte // finished messages answered 2xx
 	last string   // the last reply
 	log  []string
+	// tls, when set, makes the client say STARTTLS after its first EHLO.
+	tls *tls.Config
 }
 
 func (lc *legacyClient) logf(format string, args ...any) {
@@ -333,6 +339,21 @@ func (lc *legacyClient) connect() {
 	}
 	if r := lc.cmd("EHLO legacy.example.test"); !strings.HasPrefix(r, "250") {
 		lc.fatalf("EHLO answered %q", r)
+	}
+	if lc.tls == nil {
+		return
+	}
+	if r := lc.cmd("STARTTLS"); !strings.HasPrefix(r, "220") {
+		lc.fatalf("STARTTLS answered %q", r)
+	}
+	tc := tls.Client(c, lc.tls)
+	if err := tc.Handshake(); err != nil {
+		lc.fatalf("TLS handshake: %v", err)
+	}
+	lc.c, lc.br = tc, bufio.NewReader(tc)
+	lc.logf("-- TLS")
+	if r := lc.cmd("EHLO legacy.example.test"); !strings.HasPrefix(r, "250") {
+		lc.fatalf("EHLO after STARTTLS answered %q", r)
 	}
 }
 
@@ -410,8 +431,9 @@ func (lc *legacyClient) hangUp(half, lastCut bool) {
 		lc.drop()
 		return
 	}
+	// On TLS, CloseWrite sends close_notify and leaves TCP open.
 	lc.logf("-- half-close")
-	if err := lc.c.(*net.TCPConn).CloseWrite(); err != nil {
+	if err := lc.c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
 		lc.fatalf("half-close: %v", err)
 	}
 	for lc.c != nil {

@@ -161,6 +161,9 @@ func New(opts Options) *Server {
 
 // Serve accepts sessions on l until Close or Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	if err := checkChunkCount(); err != nil {
+		return err
+	}
 	return s.smtp.Serve(&limitListener{Listener: l, s: s})
 }
 
