@@ -144,8 +144,8 @@ func TestBench(t *testing.T) {
 
 	var report strings.Builder
 	writeTable(&report, cells)
-	fmt.Fprintf(&report, "\n%d idle inbound sessions (after greeting and EHLO): sealgate RSS %.1f MiB (%.1f MiB before), %d goroutines (%d before); goroutine stacks %.1f MiB, heap in use %.1f MiB\n",
-		idle.sessions, mib(idle.rss), mib(idle.baseRSS), idle.goroutines, idle.baseGoroutines, idle.stack/(1<<20), idle.heap/(1<<20))
+	fmt.Fprintf(&report, "\n%d idle inbound sessions (after greeting and EHLO): sealgate RSS %.1f MiB (%.1f MiB before), %d goroutines (%d before); goroutine stacks %.1f MiB (%.1f KiB per session), heap in use %.1f MiB\n",
+		idle.sessions, mib(idle.rss), mib(idle.baseRSS), idle.goroutines, idle.baseGoroutines, idle.stack/(1<<20), idle.stackPerSession()/(1<<10), idle.heap/(1<<20))
 	writeTargets(&report, cells, idle)
 	fmt.Fprintf(&report, "\nHeap profile with the idle sessions open: %s\n", heapFile)
 	if *fullRun {

@@ -24,8 +24,23 @@ type idleResult struct {
 	baseRSS, rss               int64
 	baseGoroutines, goroutines int
 	// stack and heap are go_memstats_stack_inuse_bytes and
-	// go_memstats_heap_inuse_bytes with the sessions open.
-	stack, heap float64
+	// go_memstats_heap_inuse_bytes with the sessions open; baseStack is
+	// the first before them.
+	stack, heap, baseStack float64
+}
+
+// maxIdleStack is the most goroutine stack an idle session may take. A Go
+// stack starts at 2 KiB and doubles as calls need it; an idle session's
+// goroutine is blocked in its read and stays at the largest size it ever
+// reached, because what it uses there is more than the quarter of 8 KiB
+// below which a collection would halve it again. Greeting and EHLO need
+// 4 KiB; a session that took 8 KiB for them costs 40 MiB more per 10,000
+// idle sessions.
+const maxIdleStack = 6 << 10
+
+// stackPerSession is the goroutine stack each idle session added.
+func (r idleResult) stackPerSession() float64 {
+	return (r.stack - r.baseStack) / float64(r.sessions)
 }
 
 // idleSources is how many loopback source addresses the idle sessions
@@ -52,7 +67,13 @@ func measureIdle(t *testing.T, e *benchEnv, n int, heapFile string, extra map[st
 	maps.Copy(env, extra)
 	g := startGateway(t, env)
 	res := idleResult{sessions: n, baseGoroutines: goroutines(t, g.admin)}
-	var err error
+	page, err := gwstat.Metrics(g.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.baseStack, err = gwstat.ParseMetric(page, "go_memstats_stack_inuse_bytes"); err != nil {
+		t.Fatal(err)
+	}
 	if res.baseRSS, err = gwstat.StatusBytes(g.pid(), "VmRSS"); err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +110,7 @@ func measureIdle(t *testing.T, e *benchEnv, n int, heapFile string, extra map[st
 	if res.rss, err = gwstat.StatusBytes(g.pid(), "VmRSS"); err != nil {
 		t.Fatal(err)
 	}
-	page, err := gwstat.Metrics(g.admin)
-	if err != nil {
+	if page, err = gwstat.Metrics(g.admin); err != nil {
 		t.Fatal(err)
 	}
 	n64, err1 := gwstat.ParseMetric(page, "go_goroutines")
@@ -102,6 +122,9 @@ func measureIdle(t *testing.T, e *benchEnv, n int, heapFile string, extra map[st
 	res.goroutines, res.stack, res.heap = int(n64), stack, heap
 	if res.goroutines < n {
 		t.Fatalf("%d idle sessions but only %d goroutines: sessions were lost", n, res.goroutines)
+	}
+	if per := res.stackPerSession(); per > maxIdleStack {
+		t.Errorf("an idle session takes %.0f bytes of goroutine stack, more than %d: something on the greeting or EHLO path grew its stack to 8 KiB", per, maxIdleStack)
 	}
 	saveProfile(t, "http://"+pprofAddr+"/debug/pprof/heap", heapFile)
 	return res
