@@ -97,16 +97,25 @@ func (e *Engine) record(a Attempt) {
 
 // recordDNS records a DNS failure (err, a *Failure of KindDNS) found
 // while resolving the hosts of policy domain; other errors are not
-// TLS-RPT failures.
+// TLS-RPT failures, nor is a lookup no DNS server answered
+// (ErrDNSUnanswered: our resolver is down or slow, which says nothing
+// about the domain).
 func (e *Engine) recordDNS(domain string, err error) {
+	if errors.Is(err, ErrDNSUnanswered) {
+		return
+	}
 	if f, ok := AsFailure(err); ok && f.Kind == KindDNS {
 		e.record(Attempt{Domain: domain, PolicyType: PolicyTypeNone, Result: ResultDNSSECInvalid, Reason: f.Reason})
 	}
 }
 
 // recordTLSALookup records host of policy domain, deferred because its
-// TLSA records could not be looked up (err).
+// TLSA records could not be looked up (err), unless no DNS server
+// answered (see recordDNS).
 func (e *Engine) recordTLSALookup(domain, host string, err error) {
+	if errors.Is(err, ErrDNSUnanswered) {
+		return
+	}
 	e.record(Attempt{Domain: domain, PolicyType: PolicyTypeTLSA, MXHosts: []string{host}, MXHost: host,
 		Result: ResultDNSSECInvalid, Reason: "TLSA lookup failed: " + err.Error()})
 }

@@ -25,6 +25,12 @@ var (
 	// ErrDNSTemporary means the lookup failed in a way that may pass:
 	// SERVFAIL (including a bogus DNSSEC answer), timeout, refused.
 	ErrDNSTemporary = errors.New("temporary DNS failure")
+	// ErrDNSUnanswered comes with ErrDNSTemporary when no DNS server gave
+	// any reply: timeouts, network errors, no server configured, or the
+	// caller's deadline. It is trouble on sealgate's side of the lookup,
+	// not a fact about the domain, so TLS-RPT does not report it to the
+	// domain as "dnssec-invalid"; the mail is deferred all the same.
+	ErrDNSUnanswered = errors.New("no DNS server answered")
 )
 
 // MXResult is the mail exchanger set of a domain.

@@ -10,17 +10,22 @@ import (
 	"sealgate/enforcement/dane"
 )
 
-// mapDNS answers from maps; a name in fail gets ErrDNSTemporary.
+// mapDNS answers from maps; a name in fail gets ErrDNSTemporary (a
+// SERVFAIL), one in silent gets no answer at all (ErrDNSUnanswered).
 type mapDNS struct {
-	mx    map[string]MXResult
-	addrs map[string]AddrResult
-	tlsa  map[string]TLSAResult
-	fail  map[string]bool
+	mx     map[string]MXResult
+	addrs  map[string]AddrResult
+	tlsa   map[string]TLSAResult
+	fail   map[string]bool
+	silent map[string]bool
 }
 
 func (d *mapDNS) lookup(name string) error {
 	if d.fail[name] {
 		return fmt.Errorf("lookup %s: SERVFAIL: %w", name, ErrDNSTemporary)
+	}
+	if d.silent[name] {
+		return fmt.Errorf("lookup %s: timeout: %w", name, errors.Join(ErrDNSTemporary, ErrDNSUnanswered))
 	}
 	return nil
 }

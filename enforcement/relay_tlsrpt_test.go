@@ -3,6 +3,7 @@ package enforcement
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -175,6 +176,79 @@ func TestRelayRouteRecordsFailures(t *testing.T) {
 			}
 			if s := recOf(route.Attempt(route.Hosts[0], "", "")); !same(s, tc.wantSession) {
 				t.Fatalf("a session reports %+v; want %+v", s, tc.wantSession)
+			}
+		})
+	}
+}
+
+// TestUnansweredLookupsNotReported: a lookup that no DNS server answered
+// (sealgate's resolver down or too slow) defers the mail like any DNS
+// failure, but is not reported to the domain: it says nothing about the
+// domain's DNSSEC or policy. The same lookups answered SERVFAIL are.
+func TestUnansweredLookupsNotReported(t *testing.T) {
+	usable := TLSAResult{Records: []dane.TLSA{ee311}, Secure: true}
+	dnsFor := func(broken string, silent bool) *mapDNS {
+		d := &mapDNS{
+			mx:     map[string]MXResult{"d.test": {Hosts: []string{"mx.d.test"}, Secure: true}},
+			addrs:  map[string]AddrResult{"mx.d.test": addr1},
+			tlsa:   map[string]TLSAResult{"_25._tcp.mx.d.test": usable},
+			fail:   map[string]bool{},
+			silent: map[string]bool{},
+		}
+		if silent {
+			d.silent[broken] = true
+		} else {
+			d.fail[broken] = true
+		}
+		return d
+	}
+	unanswered := fmt.Errorf("lookup TXT _mta-sts.d.test: timeout: %w", errors.Join(ErrDNSTemporary, ErrDNSUnanswered))
+	servfail := fmt.Errorf("lookup TXT _mta-sts.d.test: SERVFAIL: %w", ErrDNSTemporary)
+	for _, tc := range []struct {
+		name   string
+		broken string
+		// stsProblem, when set, is the MTA-STS lookup's problem.
+		stsProblem, stsSERVFAIL error
+	}{
+		{name: "MX lookup", broken: "d.test"},
+		{name: "address lookup", broken: "mx.d.test"},
+		{name: "TLSA lookup", broken: "_25._tcp.mx.d.test"},
+		{name: "MTA-STS TXT lookup", stsProblem: unanswered, stsSERVFAIL: servfail},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, silent := range []bool{true, false} {
+				log := &attemptLog{}
+				e := &Engine{DNS: dnsFor(tc.broken, silent), Attempts: log}
+				if tc.stsProblem != nil {
+					d := dnsFor("none.test", silent)
+					d.tlsa = nil // no DANE: MTA-STS decides
+					e.DNS = d
+					problem := tc.stsSERVFAIL
+					if silent {
+						problem = tc.stsProblem
+					}
+					e.STS = problemSTS{"d.test": {Problem: problem}}
+				}
+				route, err := e.Resolve(context.Background(), "d.test")
+				if tc.stsProblem == nil {
+					if f, ok := AsFailure(err); !ok || f.Kind != KindDNS {
+						t.Fatalf("silent=%v: Resolve = %+v, %v; want a DNS failure (deferral)", silent, route, err)
+					}
+				} else {
+					if err != nil {
+						t.Fatalf("silent=%v: Resolve: %v", silent, err)
+					}
+					if got := route.Attempt(route.Hosts[0], "", ""); (got.Result != "") == silent {
+						t.Fatalf("silent=%v: a session reports %q (%s)", silent, got.Result, got.Reason)
+					}
+					continue
+				}
+				if silent && len(log.got) != 0 {
+					t.Fatalf("an unanswered lookup was reported: %+v", log.got)
+				}
+				if !silent && (len(log.got) != 1 || log.got[0].Result != ResultDNSSECInvalid) {
+					t.Fatalf("a SERVFAIL was reported as %+v, want one dnssec-invalid", log.got)
+				}
 			}
 		})
 	}

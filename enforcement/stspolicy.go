@@ -30,7 +30,9 @@ func (e *Engine) stsLookup(ctx context.Context, domain string) (*mtasts.Policy, 
 	var result, reason string
 	if l.Problem != nil {
 		e.logf(ctx, "MTA-STS problem", "domain", domain, "status", l.Status.String(), "error", l.Problem)
-		if l.Policy == nil && !errors.Is(l.Problem, mtasts.ErrNoRecord) {
+		// Not reported: no record at all, or a lookup our own DNS
+		// resolver left unanswered (recordDNS says why).
+		if l.Policy == nil && !errors.Is(l.Problem, mtasts.ErrNoRecord) && !errors.Is(l.Problem, ErrDNSUnanswered) {
 			result, reason = stsResult(l.Problem), l.Problem.Error()
 		}
 	}

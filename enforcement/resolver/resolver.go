@@ -202,10 +202,10 @@ func newQuery(name string, qtype uint16) *dns.Msg {
 // shared: callers must not modify it.
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	if len(r.Servers) == 0 {
-		return nil, newTemporary(name, qtype, "no DNS servers configured", nil)
+		return nil, newTemporary(name, qtype, "no DNS servers configured", enforcement.ErrDNSUnanswered)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, newTemporary(name, qtype, err.Error(), err)
+		return nil, newTemporary(name, qtype, err.Error(), unanswered(err))
 	}
 	q := question{name: name, qtype: qtype}
 	var resp *dns.Msg
@@ -225,7 +225,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 			var le *LookupError
 			if !errors.As(err, &le) {
 				// This caller gave up: err is ctx.Err().
-				err = newTemporary(name, qtype, err.Error(), err)
+				err = newTemporary(name, qtype, err.Error(), unanswered(err))
 			}
 			return nil, err
 		}
@@ -242,19 +242,28 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 func (r *Resolver) ask(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	var failures []string
 	var causes []error
+	// answered: some server replied, even if with a failure.
+	answered := false
+	cause := func(errs ...error) error {
+		if !answered {
+			errs = append(errs, enforcement.ErrDNSUnanswered)
+		}
+		return errors.Join(errs...)
+	}
 	for _, server := range r.Servers {
 		if err := ctx.Err(); err != nil {
-			return nil, newTemporary(name, qtype, err.Error(), err)
+			return nil, newTemporary(name, qtype, err.Error(), cause(err))
 		}
 		resp, err := r.exchangeServer(ctx, server, name, qtype)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
-				return nil, newTemporary(name, qtype, ctxErr.Error(), errors.Join(ctxErr, err))
+				return nil, newTemporary(name, qtype, ctxErr.Error(), cause(ctxErr, err))
 			}
 			failures = append(failures, describe(server, len(r.Servers), exchangeFailure(err)))
 			causes = append(causes, err)
 			continue
 		}
+		answered = true
 		if !r.trusts(server) {
 			// Whoever sits on the path could have set it.
 			resp.AuthenticatedData = false
@@ -270,8 +279,11 @@ func (r *Resolver) ask(ctx context.Context, name string, qtype uint16) (*dns.Msg
 			failures = append(failures, describe(server, len(r.Servers), rcodeString(resp.Rcode)))
 		}
 	}
-	return nil, newTemporary(name, qtype, strings.Join(failures, "; "), errors.Join(causes...))
+	return nil, newTemporary(name, qtype, strings.Join(failures, "; "), cause(causes...))
 }
+
+// unanswered is the cause of a lookup that got no reply because of err.
+func unanswered(err error) error { return errors.Join(err, enforcement.ErrDNSUnanswered) }
 
 // exchangeServer asks one server over UDP and again over TCP if the UDP
 // reply was truncated.

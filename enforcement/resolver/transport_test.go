@@ -139,6 +139,42 @@ func TestAllServersFail(t *testing.T) {
 	if !errors.As(err, &le) || le.Name != "example.test" || le.Type != "MX" {
 		t.Errorf("errors.As LookupError: %#v", le)
 	}
+	if errors.Is(err, enforcement.ErrDNSUnanswered) {
+		t.Errorf("servers that answered SERVFAIL and REFUSED: %v is marked unanswered", err)
+	}
+}
+
+// TestUnanswered: a lookup that got no reply from any server is marked
+// ErrDNSUnanswered (TLS-RPT does not report it); one server that replied
+// with a failure is enough to leave the mark off.
+func TestUnanswered(t *testing.T) {
+	silent := newZone(t, "example.test. IN MX 10 mx.example.test.")
+	silent.SetDrop("example.test.", dns.TypeMX, true)
+	failing := newZone(t, "example.test. IN MX 10 mx.example.test.")
+	failing.SetRcode("example.test.", dns.TypeMX, dns.RcodeServerFailure)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		r    *resolver.Resolver
+		ctx  context.Context
+		want bool
+	}{
+		{name: "timeout", r: newResolver(silent.Addr()), ctx: context.Background(), want: true},
+		{name: "timeout, then SERVFAIL", r: newResolver(silent.Addr(), failing.Addr()), ctx: context.Background(), want: false},
+		{name: "SERVFAIL", r: newResolver(failing.Addr()), ctx: context.Background(), want: false},
+		{name: "no servers", r: &resolver.Resolver{}, ctx: context.Background(), want: true},
+		{name: "caller gave up", r: newResolver(failing.Addr()), ctx: cancelled, want: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.r.Timeout = 100 * time.Millisecond
+			_, err := tc.r.LookupMX(tc.ctx, "example.test")
+			checkErr(t, err, enforcement.ErrDNSTemporary, "")
+			if got := errors.Is(err, enforcement.ErrDNSUnanswered); got != tc.want {
+				t.Fatalf("%v: unanswered = %v, want %v", err, got, tc.want)
+			}
+		})
+	}
 }
 
 func TestTimeout(t *testing.T) {
