@@ -91,7 +91,13 @@ type interceptNet struct {
 	gateway          *gateway
 }
 
-func newInterceptNet(t *testing.T) *interceptNet {
+func newInterceptNet(t *testing.T) *interceptNet { return newInterceptNetHow(t, false) }
+
+// newInterceptNetHow is newInterceptNet with, when tproxy is set, the
+// router.nft's tproxy alternative in place of its redirect rules: the
+// policy routing its comment gives, and sealgate on
+// SEALGATE_TPROXY_LISTEN.
+func newInterceptNetHow(t *testing.T, tproxy bool) *interceptNet {
 	t.Helper()
 	n := &interceptNet{legacy: netns.New(t, "legacy"), gw: netns.New(t, "gw"), inet: netns.New(t, "inet")}
 	netns.Link(t, n.legacy, "lg0", []string{"10.0.1.2/24", "fd00:1::2/64"}, n.gw, "gl0", []string{"10.0.1.1/24", "fd00:1::1/64"})
@@ -102,7 +108,28 @@ func newInterceptNet(t *testing.T) *interceptNet {
 	n.inet.Run("ip", "-6", "route", "add", "default", "via", "fd00:2::1")
 	n.gw.Run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 
-	rules := nftDefine(t, readRuleset(t, "router.nft"), map[string]string{
+	ruleset := readRuleset(t, "router.nft")
+	if tproxy {
+		var lines []string
+		for _, l := range strings.Split(ruleset, "\n") {
+			if strings.Contains(l, "redirect to :$SEALGATE_PORT") {
+				continue
+			}
+			lines = append(lines, strings.TrimPrefix(l, "#tproxy#"))
+		}
+		ruleset = strings.Join(lines, "\n")
+		if strings.Contains(ruleset, "dport 25 redirect") {
+			t.Fatal("router.nft: the redirect rules were not removed")
+		}
+		if !strings.Contains(ruleset, "tproxy ip to :$TPROXY_PORT") {
+			t.Fatal("router.nft has no tproxy rule to uncomment")
+		}
+		n.gw.Run("ip", "rule", "add", "fwmark", "0x2526", "lookup", "2526")
+		n.gw.Run("ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "2526")
+		n.gw.Run("ip", "-6", "rule", "add", "fwmark", "0x2526", "lookup", "2526")
+		n.gw.Run("ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "2526")
+	}
+	rules := nftDefine(t, ruleset, map[string]string{
 		"LEGACY_NETS_V4": "{ 10.0.1.0/24 }", "LEGACY_NETS_V6": "{ fd00:1::/64 }", "SEALGATE_PORT": "2525"})
 	load := n.gw.Command("nft", "-f", "-")
 	load.Stdin = strings.NewReader(rules)
@@ -126,7 +153,7 @@ func newInterceptNet(t *testing.T) *interceptNet {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	n.gateway = startGatewayCmd(t, n.gw.Command(binPath, "serve"), map[string]string{
+	env := map[string]string{
 		"SEALGATE_LISTEN":           ":2525",
 		"SEALGATE_HOSTNAME":         "gw.sealgate.test",
 		"SEALGATE_ALLOWED_NETWORKS": "10.0.1.0/24,fd00:1::/64",
@@ -134,7 +161,11 @@ func newInterceptNet(t *testing.T) *interceptNet {
 		"SEALGATE_DNS_TIMEOUT":      "2s",
 		"SEALGATE_STATE_DIR":        t.TempDir(),
 		"SEALGATE_ADMIN_LISTEN":     "127.0.0.1:9025",
-	})
+	}
+	if tproxy {
+		env["SEALGATE_TPROXY_LISTEN"] = "[::]:2526"
+	}
+	n.gateway = startGatewayCmd(t, n.gw.Command(binPath, "serve"), env)
 	return n
 }
 
@@ -226,7 +257,17 @@ func metricsIn(t *testing.T, ns *netns.NS) string {
 // log names the address it meant to reach, and no cleartext transaction
 // ever reaches the MX.
 func TestInterceptionOnRouter(t *testing.T) {
-	n := newInterceptNet(t)
+	for _, how := range []string{"redirect", "tproxy"} {
+		t.Run(how, func(t *testing.T) { testInterceptionOnRouter(t, how) })
+	}
+}
+
+// testInterceptionOnRouter runs TestInterceptionOnRouter with router.nft's
+// redirect rules, or with its tproxy alternative ("tproxy": the
+// connection keeps its destination address, which sealgate's
+// transparent socket takes as its own).
+func testInterceptionOnRouter(t *testing.T, how string) {
+	n := newInterceptNetHow(t, how == "tproxy")
 	tests := []struct {
 		name   string
 		target string // where the legacy server connects
@@ -265,8 +306,8 @@ func TestInterceptionOnRouter(t *testing.T) {
 		})
 	}
 	m := n.metrics(t)
-	if !strings.Contains(m, `sealgate_intercepted_connections_total{how="redirect"} 2`) {
-		t.Errorf("metrics do not count two redirected connections:\n%s", grepLines(m, "intercepted"))
+	if !strings.Contains(m, `sealgate_intercepted_connections_total{how="`+how+`"} 2`) {
+		t.Errorf("metrics do not count two %s connections:\n%s", how, grepLines(m, "intercepted"))
 	}
 }
 
