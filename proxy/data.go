@@ -224,7 +224,11 @@ func (ss *session) Data(r io.Reader) error {
 	if t.up == nil {
 		if in, err = t.openPending(run, in); err != nil {
 			t.log.Info("conditional recipients deferred", "reason", err.Error())
-			return Reply(err)
+			r := dataReply(err, ss.s.opts.MaxLineLength)
+			if cause, ok := pendingOutcome(err); ok {
+				ss.s.recordRefusal(t.pendingRoute.Domain, cause, r)
+			}
+			return r
 		}
 	}
 	up := t.up

@@ -175,3 +175,91 @@ func TestOutcomesDefaultNone(t *testing.T) {
 		t.Fatalf("RCPT: %q", r[3])
 	}
 }
+
+// relaxedRouter fails Resolve for the domains in fail and answers
+// RelaxedRoute from relaxed.
+type relaxedRouter struct {
+	*fakeRouter
+	relaxed map[string]*enforcement.Route
+}
+
+func (r relaxedRouter) RelaxedRoute(_ context.Context, domain string) (*enforcement.Route, error) {
+	route := *r.relaxed[domain]
+	route.Domain = domain
+	return &route, nil
+}
+
+// TestOutcomesConditionalRecipients: recipients accepted on condition of
+// "TLS-Required: No" are decided at DATA; the status page counts that
+// decision like any other: the original deferral when the message does
+// not waive it, the relaxed route's delivery or its MX's refusal when it
+// does, and nothing for a message our client sent malformed.
+func TestOutcomesConditionalRecipients(t *testing.T) {
+	tlsFailure := func(domain string) error {
+		return &enforcement.Failure{Kind: enforcement.KindTLS, Domain: domain, Policy: "floor verify",
+			Host: "mx." + domain, Reason: "certificate not trusted"}
+	}
+	opener := scriptedOpener{make: map[string]func(*enforcement.Route) *scriptedUpstream{
+		"mx.weak.test": func(r *enforcement.Route) *scriptedUpstream {
+			return &scriptedUpstream{fakeUpstream: &fakeUpstream{route: r},
+				peer:  Peer{Route: r, Host: r.Hosts[0], TLS: tls.ConnectionState{Version: tls.VersionTLS12}},
+				final: &smtp.SMTPError{Code: 250, Message: "queued"}}
+		},
+		"mx.picky.test": func(r *enforcement.Route) *scriptedUpstream {
+			return &scriptedUpstream{fakeUpstream: &fakeUpstream{route: r, rcptErr: map[string]error{
+				"a@picky.test": &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "greylisted"},
+			}}, peer: Peer{Route: r, Host: r.Hosts[0]}}
+		},
+	}}
+	router := relaxedRouter{
+		fakeRouter: &fakeRouter{resolved: map[string]int{}, fail: map[string]error{
+			"weak.test": tlsFailure("weak.test"), "picky.test": tlsFailure("picky.test"),
+		}},
+		relaxed: map[string]*enforcement.Route{"weak.test": routeVia("mx.weak.test"), "picky.test": routeVia("mx.picky.test")},
+	}
+	tests := []struct {
+		name      string
+		rcpt      string
+		body      string
+		wantReply string
+		want      []string
+	}{
+		{
+			name: "no TLS-Required: No: the original deferral", rcpt: "a@weak.test",
+			body:      "Subject: x\r\n\r\nhello\r\n.",
+			wantReply: "451 4.7.5",
+			want:      []string{"deferred weak.test tls 451 4.7.5 weak.test: floor verify: mx.weak.test: certificate not trusted (the message has no TLS-Required: No header field)"},
+		},
+		{
+			name: "TLS-Required: No: delivered on the relaxed route", rcpt: "a@weak.test",
+			body:      "TLS-Required: No\r\nSubject: x\r\n\r\nhello\r\n.",
+			wantReply: "250",
+			want:      []string{"delivered weak.test floor TLS 1.2"},
+		},
+		{
+			name: "TLS-Required: No, the MX refuses the recipient", rcpt: "a@picky.test",
+			body:      "TLS-Required: No\r\nSubject: x\r\n\r\nhello\r\n.",
+			wantReply: "451 4.5.0",
+			want:      []string{"deferred picky.test mx 451 4.5.0 <a@picky.test> refused at delivery under TLS-Required: No: greylisted"},
+		},
+		{
+			name: "a header with a bare LF: the client's fault, not counted", rcpt: "a@weak.test",
+			body:      "Subject: x\nTLS-Required: No\r\n\r\nhello\r\n.",
+			wantReply: "550 5.6.11",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := &outcomeLog{}
+			_, dial := newTestServer(t, Options{Router: router, Opener: opener, Outcomes: out, HonorTLSRequiredNo: true})
+			replies := converse(t, dial("127.0.0.1"), "EHLO legacy.test", "MAIL FROM:<s@legacy.test>",
+				"RCPT TO:<"+tc.rcpt+">", "DATA", tc.body, "QUIT")
+			if last := replies[len(replies)-2]; !strings.HasPrefix(last, tc.wantReply) {
+				t.Fatalf("the message was answered %q, want %s (replies %q)", last, tc.wantReply, replies)
+			}
+			if got := out.get(); !slices.Equal(got, tc.want) {
+				t.Errorf("recorded\n%s\nwant\n%s\nreplies %q", strings.Join(got, "\n"), strings.Join(tc.want, "\n"), replies)
+			}
+		})
+	}
+}

@@ -49,7 +49,7 @@ func (t *transaction) pend(ctx context.Context, to, domain string, opts *smtp.Rc
 			return cause
 		}
 		t.pendingRoute = route
-		t.pendingCause = Reply(cause)
+		t.pendingCause, t.pendingErr = Reply(cause), cause
 	} else if domain != t.pendingRoute.Domain {
 		return otherRoute(domain)
 	}
@@ -73,7 +73,7 @@ func (t *transaction) openPending(run *dataRun, r io.Reader) (io.Reader, error) 
 	if !tlsRequiredNo(header) {
 		c := *t.pendingCause
 		c.Message += " (the message has no TLS-Required: No header field)"
-		return body, &c
+		return body, &notWaived{SMTPError: &c, cause: t.pendingErr}
 	}
 	ctx, cancel := context.WithTimeout(run.ctx, t.timeout)
 	defer cancel()
@@ -97,6 +97,38 @@ func (t *transaction) openPending(run *dataRun, r io.Reader) (io.Reader, error) 
 	}
 	t.log.Info("delivering under TLS-Required: No", "domain", t.pendingRoute.Domain, "mx", up.Peer().Host.Name)
 	return body, nil
+}
+
+// notWaived is the deferral of conditional recipients whose message did
+// not carry "TLS-Required: No": its reply is the recipients' original
+// deferral, and cause the failure behind it (what the status page
+// counts).
+type notWaived struct {
+	*smtp.SMTPError
+	cause error
+}
+
+func (n *notWaived) Unwrap() error { return n.SMTPError }
+
+// pendingOutcome is the error the status page classifies when the
+// conditional recipients are deferred at DATA with err: the original
+// failure when the message did not waive it, the failure to open the
+// relaxed route, or the MX's refusal of a recipient. A message our client
+// did not send whole or well is not the domain's doing (false).
+func pendingOutcome(err error) (error, bool) {
+	var nw *notWaived
+	if errors.As(err, &nw) {
+		return nw.cause, true
+	}
+	if _, ok := enforcement.AsFailure(err); ok {
+		return err, true
+	}
+	var se *smtp.SMTPError
+	var be *bodyError
+	if errors.As(err, &se) && !errors.As(err, &be) {
+		return err, true
+	}
+	return nil, false
 }
 
 // readHeader reads the header section (through the empty line), at most

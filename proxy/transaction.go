@@ -113,6 +113,8 @@ type transaction struct {
 	pending      []pendingRcpt
 	pendingRoute *enforcement.Route
 	pendingCause *smtp.SMTPError
+	// pendingErr is the failure behind pendingCause.
+	pendingErr error
 }
 
 // routeFailure is why the upstream of a route could not be opened.
