@@ -278,34 +278,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(w.expiryInterval())
 	defer tick.Stop()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-fsw.Events:
-			if !ok {
-				return errors.New("certs: watch closed")
-			}
-			if w.relevant(ev) {
-				timer.Reset(w.debounce())
-			}
-		case err, ok := <-fsw.Errors:
-			if !ok {
-				return errors.New("certs: watch closed")
-			}
-			w.log().Error("certs: watch", "err", err)
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				timer.Reset(w.debounce())
-			}
-		case <-timer.C:
-			w.check(false)
-		case <-tick.C:
-			w.CheckExpiry()
-		}
-	}
+	return WatchLoop(ctx, "certs", fsw, w.debounce(), w.relevant, func() { w.check(false) },
+		func(err error) { w.log().Error("certs: watch", "err", err) },
+		tick.C, w.CheckExpiry)
 }
 
 func (w *Watcher) start(fsw *fsnotify.Watcher) error {

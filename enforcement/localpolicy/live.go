@@ -8,7 +8,6 @@ package localpolicy
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"sealgate/certs"
 )
 
 // DefaultDebounce is how long Run waits for a burst of file events to
@@ -242,31 +243,7 @@ func (l *Live) run(ctx context.Context) error {
 	}()
 	// Watch, and catch changes made between the first load and the watch.
 	l.reload(false)
-
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-fsw.Events:
-			if !ok {
-				return errors.New("local policy: watch closed")
-			}
-			if l.relevant(ev) {
-				timer.Reset(l.debounce())
-			}
-		case err, ok := <-fsw.Errors:
-			if !ok {
-				return errors.New("local policy: watch closed")
-			}
-			l.log().Error("local policy: watch", "err", err)
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				timer.Reset(l.debounce())
-			}
-		case <-timer.C:
-			l.reload(false)
-		}
-	}
+	return certs.WatchLoop(ctx, "local policy", fsw, l.debounce(), l.relevant, func() { l.reload(false) },
+		func(err error) { l.log().Error("local policy: watch", "err", err) },
+		nil, nil)
 }
