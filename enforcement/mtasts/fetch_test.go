@@ -118,22 +118,14 @@ func TestFetch(t *testing.T) {
 				w.Header().Set("Content-Length", strconv.Itoa(len(rfcPolicy)))
 				_, _ = w.Write([]byte(rfcPolicy[:10]))
 				w.(http.Flusher).Flush()
-				select {
-				case <-r.Context().Done():
-				case <-time.After(10 * time.Second):
-				}
+				stallThenAbort(r)
 			},
 			setup:    func(f *Fetcher) { f.Timeout = 300 * time.Millisecond },
 			wantKind: KindFetch, wantErr: context.DeadlineExceeded,
 		},
 		{
-			name: "slow headers hit the timeout",
-			handler: func(w http.ResponseWriter, r *http.Request) {
-				select {
-				case <-r.Context().Done():
-				case <-time.After(10 * time.Second):
-				}
-			},
+			name:     "slow headers hit the timeout",
+			handler:  func(w http.ResponseWriter, r *http.Request) { stallThenAbort(r) },
 			setup:    func(f *Fetcher) { f.Timeout = 300 * time.Millisecond },
 			wantKind: KindFetch, wantErr: context.DeadlineExceeded,
 		},
@@ -204,6 +196,20 @@ func TestFetch(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// stallThenAbort holds a request until the client gives up (or 10s pass)
+// and then drops the connection without completing the response. A
+// handler that returned instead would send its response (a 200 with an
+// empty body) as the client's TLS close_notify arrives, and net/http
+// hands a client a response that races its own cancellation: the fetch
+// would then fail on that response, not on the timeout under test.
+func stallThenAbort(r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-time.After(10 * time.Second):
+	}
+	panic(http.ErrAbortHandler)
+}
+
 func TestFetchInvalidDomain(t *testing.T) {
 	f := &Fetcher{LookupAddrs: func(context.Context, string) ([]netip.Addr, error) {
 		t.Error("lookup called for an invalid domain")
@@ -238,10 +244,14 @@ func TestFetchSingleflight(t *testing.T) {
 	const callers = 8
 	results := make([]*Policy, callers)
 	errs := make([]error, callers)
+	waiting := make([]*waitingContext, callers)
 	var wg sync.WaitGroup
 	fetch := func(i int, domain string) {
 		defer wg.Done()
-		results[i], errs[i] = f.Fetch(context.Background(), domain)
+		results[i], errs[i] = f.Fetch(waiting[i], domain)
+	}
+	for i := range callers {
+		waiting[i] = newWaitingContext(context.Background())
 	}
 	wg.Add(1)
 	go fetch(0, testDomain)
@@ -254,7 +264,9 @@ func TestFetchSingleflight(t *testing.T) {
 		}
 		go fetch(i, domain)
 	}
-	time.Sleep(200 * time.Millisecond) // let the callers join the flight
+	for i := 1; i < callers; i++ {
+		<-waiting[i].waiting // caller i has joined the flight
+	}
 	close(release)
 	wg.Wait()
 
@@ -278,6 +290,24 @@ func TestFetchSingleflight(t *testing.T) {
 	if n := hits.Load(); n != 2 {
 		t.Fatalf("server saw %d requests after a later fetch, want 2", n)
 	}
+}
+
+// waitingContext is a caller's context that tells when Fetch waits on
+// it: Fetch asks for Done only once its call has joined the shared
+// request, to wait for that request or for the caller to give up.
+type waitingContext struct {
+	context.Context
+	once    sync.Once
+	waiting chan struct{} // closed at the first call of Done
+}
+
+func newWaitingContext(parent context.Context) *waitingContext {
+	return &waitingContext{Context: parent, waiting: make(chan struct{})}
+}
+
+func (c *waitingContext) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.waiting) })
+	return c.Context.Done()
 }
 
 // A caller that gives up does not cancel the fetch other callers wait for.
