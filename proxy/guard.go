@@ -47,6 +47,7 @@ type guardConn struct {
 	budget       time.Duration
 	lastProgress time.Time
 	receiving    int  // messages being received
+	chunked      int  // of them, BDAT messages (see errChunkTimeout)
 	expired      bool // a read deadline passed: reads fail from now on
 	doomed       bool // close after the next write
 	authFailures int
@@ -125,16 +126,31 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	c.budget -= time.Since(start)
 	c.budget = min(c.budget+time.Duration(n)*c.perByte, c.maxBudget)
-	expired := errors.Is(err, os.ErrDeadlineExceeded) && !c.expired
+	timeout := errors.Is(err, os.ErrDeadlineExceeded)
+	expired := timeout && !c.expired
 	if expired {
 		c.expired = true
 	}
+	chunked := c.chunked > 0
 	c.mu.Unlock()
 	if expired && why != "" {
 		c.onCut(why)
 	}
+	if timeout && chunked {
+		return n, errChunkTimeout
+	}
 	return n, err
 }
+
+// errChunkTimeout is a read that timed out while a BDAT message was being
+// received. go-smtp reads the chunks itself and answers a chunk whose read
+// failed with the error as it is, or with 554 for anything but an
+// *smtp.SMTPError: a client that stalled inside a chunk would have its
+// message bounced. This answer defers it instead. (A command line read
+// failing with it gets go-smtp's "421 4.4.0"; the connection ends either
+// way.)
+var errChunkTimeout = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+	Message: "timeout while receiving the message; it was not delivered, send it again"}
 
 // Write sends a reply: the client gets a fresh budget for what follows.
 // After doom, the connection is closed once the reply is out.
@@ -189,6 +205,19 @@ func (c *guardConn) receive() func() {
 		c.mu.Lock()
 		c.receiving--
 		c.lastProgress = time.Now()
+		c.mu.Unlock()
+	}
+}
+
+// receiveChunks marks a BDAT message being received until the returned
+// function is called.
+func (c *guardConn) receiveChunks() func() {
+	c.mu.Lock()
+	c.chunked++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		c.chunked--
 		c.mu.Unlock()
 	}
 }
@@ -248,6 +277,9 @@ func (gs *guardedSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (gs *guardedSession) Data(r io.Reader) error {
 	defer gs.g.receive()()
+	if _, bdat := r.(*io.PipeReader); bdat {
+		defer gs.g.receiveChunks()()
+	}
 	return gs.inner.Data(r)
 }
 

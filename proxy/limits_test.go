@@ -639,3 +639,44 @@ func TestRefusalFloodLogsFewLines(t *testing.T) {
 		t.Errorf("refusals counted: %d, want 50", n)
 	}
 }
+
+// TestStallInsideMessageDeferred: a client that stops sending in the
+// middle of its message is deferred (4xx, then the connection ends),
+// never bounced, whether it sent DATA or a BDAT chunk. go-smtp reads BDAT
+// chunks itself and answered a chunk whose read timed out with 554.
+func TestStallInsideMessageDeferred(t *testing.T) {
+	const timeout = time.Second
+	for _, tc := range []struct {
+		name  string
+		start []string // commands answered 2xx or 3xx
+		part  string   // then these bytes, then silence
+	}{
+		{name: "DATA", start: []string{"DATA"}, part: "Subject: x\r\n\r\npartial"},
+		{name: "BDAT LAST", part: "BDAT 100 LAST\r\nSubject: x\r\n\r\npartial"},
+		{name: "BDAT after a whole chunk", start: []string{"BDAT 14\r\nSubject: x\r\n"}, part: "BDAT 100 LAST\r\npartial"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newMXWorld(t)
+			ts := newTCPServer(t, Options{CommandTimeout: timeout, DataTimeout: timeout, Router: w.router, Opener: w.opener,
+				Limits: Limits{SessionIdleTimeout: timeout}})
+			c := ts.dial(t, "127.0.0.1")
+			c.reply(5 * time.Second)
+			for _, cmd := range append([]string{"EHLO legacy.example.test", "MAIL FROM:<a@legacy.example.test>", "RCPT TO:<b@example.test>"}, tc.start...) {
+				if r := c.cmd(cmd); r[0] != '2' && r[0] != '3' {
+					t.Fatalf("%q: %q", cmd, r)
+				}
+			}
+			c.c.Write([]byte(tc.part))
+			r := c.reply(10 * time.Second)
+			if r[0] != '4' {
+				t.Fatalf("a client that stalled inside its message got %q, want 4xx", r)
+			}
+			if !c.closed(10 * time.Second) {
+				t.Error("connection not closed")
+			}
+			if n := accepted(w.mx); n != 0 {
+				t.Error("MX accepted the unfinished message")
+			}
+		})
+	}
+}
