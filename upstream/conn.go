@@ -142,8 +142,16 @@ func (c *Conn) result(stage string, err error) error {
 	}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		if se.Code == 421 {
+		switch {
+		case se.Code == 421:
 			return c.closing(stage, se)
+		case se.Code/100 != 4 && se.Code/100 != 5:
+			// A reply outside the command's classes (a 220, 354 or
+			// 1xx to MAIL or RCPT): the MX and we no longer agree on
+			// where the dialogue is. Relayed, a 2xx would tell our
+			// client that a recipient the MX never took was
+			// accepted.
+			return c.lost(stage, fmt.Errorf("unexpected reply %d %q", se.Code, se.Message))
 		}
 		return relayable(se)
 	}

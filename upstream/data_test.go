@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -62,5 +64,62 @@ func TestDataUnexpectedReplies(t *testing.T) {
 	c.Rcpt("b@example.test", nil)
 	if final, err := c.Data(nil, strings.NewReader("Subject: s\r\n\r\nx\r\n")); err != nil || final.Code != 251 || final.EnhancedCode != (smtp.EnhancedCode{2, 1, 5}) {
 		t.Fatalf("got %v, %v; want the MX's 251 relayed", final, err)
+	}
+}
+
+// TestCommandUnexpectedReplies: a reply to MAIL or RCPT outside the
+// classes of those commands (a 2xx other than 25x, a 354, a 1xx) means the
+// MX and sealgate no longer agree on the dialogue. It is never relayed (a
+// 220 would tell the client that a recipient the MX never took was
+// accepted): the connection counts as lost. 4xx and 5xx are relayed.
+func TestCommandUnexpectedReplies(t *testing.T) {
+	ca := certstest.NewCA(t, "root")
+	cert := ca.Leaf("mx.example.test")
+	odd := []*smtp.SMTPError{
+		{Code: 220, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "weird"},
+		{Code: 221, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "bye"},
+		{Code: 354, EnhancedCode: smtp.NoEnhancedCode, Message: "go ahead"},
+		{Code: 199, EnhancedCode: smtp.NoEnhancedCode, Message: "what"},
+		{Code: 334, EnhancedCode: smtp.NoEnhancedCode, Message: "VXNlcm5hbWU6"},
+	}
+	for _, reply := range odd {
+		for _, stage := range []string{"MAIL", "RCPT"} {
+			t.Run(fmt.Sprintf("%d to %s", reply.Code, stage), func(t *testing.T) {
+				opts := upstreamtest.MXOptions{Hostname: "mx.example.test", Certificate: &cert}
+				if stage == "MAIL" {
+					opts.MailReply = reply
+				} else {
+					opts.RcptReply = reply
+				}
+				mx := upstreamtest.NewMX(t, opts)
+				c, err := deliverer(ca).Open(context.Background(), route("example.test", hostAt(t, "mx.example.test", mx.Addr(), enforcement.Requirement{})))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				err = c.Mail("a@example.test", nil)
+				if stage == "RCPT" {
+					if err != nil {
+						t.Fatal(err)
+					}
+					err = c.Rcpt("b@example.test", nil)
+				}
+				if f, ok := enforcement.AsFailure(err); !ok || f.Kind != enforcement.KindLost || !c.Broken() {
+					t.Fatalf("%s answered %d: err %v; want the connection lost", stage, reply.Code, err)
+				}
+			})
+		}
+	}
+	mx := upstreamtest.NewMX(t, upstreamtest.MXOptions{Hostname: "mx.example.test", Certificate: &cert,
+		RcptReply: &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "full"}})
+	c, err := deliverer(ca).Open(context.Background(), route("example.test", hostAt(t, "mx.example.test", mx.Addr(), enforcement.Requirement{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Mail("a@example.test", nil)
+	var se *smtp.SMTPError
+	if err := c.Rcpt("b@example.test", nil); !errors.As(err, &se) || se.Code != 452 || c.Broken() {
+		t.Fatalf("RCPT answered 452: %v; want it relayed, the connection kept", err)
 	}
 }
