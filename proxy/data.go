@@ -234,7 +234,7 @@ func (ss *session) Data(r io.Reader) error {
 	up := t.up
 	peer := up.Peer()
 	info := receivedInfo{
-		Helo:       ss.helo,
+		Helo:       t.helo,
 		RemoteIP:   ss.remote.String(),
 		By:         ss.s.opts.Hostname,
 		ID:         t.id,

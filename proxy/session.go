@@ -36,9 +36,15 @@ type session struct {
 	// What Data needs of the connection, read at EHLO: with CHUNKING,
 	// Data runs in its own goroutine and must not read go-smtp's
 	// connection fields while the connection goroutine changes them.
-	helo     string
 	inTLS    *tls.ConnectionState
 	clientNC net.Conn
+
+	// helo is the client's EHLO or HELO name; a transaction takes it at
+	// MAIL (Data reads it there). badHelo is a later name that checkHelo
+	// refused (heloErr): MAIL is refused until a valid one comes.
+	helo    string
+	badHelo string
+	heloErr *smtp.SMTPError
 
 	// mu guards tx and run, the message being received (see data.go).
 	mu  sync.Mutex
@@ -121,6 +127,10 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if ss.heloErr != nil {
+		// go-smtp answered the EHLO 250 before we could see it.
+		return ss.heloErr
+	}
 	if r := checkSender(from); r != nil {
 		return r
 	}
@@ -138,6 +148,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		timeout:  ss.s.opts.UpstreamTimeout,
 		waive:    ss.s.opts.HonorTLSRequiredNo,
 		log:      ss.logger(),
+		helo:     ss.helo,
 		id:       newID(),
 		from:     from,
 		mailOpts: opts,
@@ -181,7 +192,19 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
-func (ss *session) Reset() { ss.endTransaction() }
+func (ss *session) Reset() {
+	ss.endTransaction()
+	// go-smtp calls Reset for a later EHLO or HELO too (RFC 5321 §4.1.4:
+	// as if RSET), with Hostname already the new name, and calls
+	// NewSession, where the first name was checked, only once.
+	if name := ss.conn.Hostname(); name != ss.helo && name != ss.badHelo {
+		if r := checkHelo(name); r != nil {
+			ss.badHelo, ss.heloErr = name, r
+		} else {
+			ss.helo, ss.badHelo, ss.heloErr = name, "", nil
+		}
+	}
+}
 
 func (ss *session) Logout() error {
 	ss.endTransaction()

@@ -91,6 +91,7 @@ type transaction struct {
 	id       string
 	from     string
 	mailOpts *smtp.MailOptions
+	helo     string // the client's EHLO name at MAIL
 	started  time.Time
 	user     string
 

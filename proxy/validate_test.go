@@ -212,6 +212,12 @@ func TestBadCommandsRefused(t *testing.T) {
 			want: []string{"501 5.5.2 ", "502 5.5.1 ", "250-"}},
 		{name: "bare CR in EHLO", input: "EHLO legacy\r.test\r\nHELO legacy\r.test\r\nHELO legacy.test\r\n",
 			want: []string{"501 5.5.2 ", "501 5.5.2 ", "250 "}},
+		// go-smtp answers a later EHLO itself (250) and asks nothing of
+		// the session: MAIL is refused until a valid name comes.
+		{name: "control byte in a later EHLO", input: "EHLO legacy.test\r\nEHLO bad\x01name\r\nMAIL FROM:<a@x.test>\r\nEHLO legacy2.test\r\nMAIL FROM:<a@x.test>\r\n",
+			want: []string{"250-", "250-", "501 5.5.2 EHLO argument", "250-", "250 "}},
+		{name: "over-long later HELO", input: "EHLO legacy.test\r\nHELO " + strings.Repeat("x", 300) + "\r\nMAIL FROM:<a@x.test>\r\nRSET\r\nMAIL FROM:<a@x.test>\r\n",
+			want: []string{"250-", "250 ", "501 5.5.2 EHLO argument", "250 ", "501 5.5.2 EHLO argument"}},
 		{name: "NUL in MAIL", input: "EHLO x.test\r\nMAIL FROM:<a\x00@x.test>\r\nRCPT TO:<b@example.test>\r\n",
 			want: []string{"250-", "501 5.1.7 ", "502 5.5.1 "}},
 		{name: "bare CR in MAIL", input: "EHLO x.test\r\nMAIL FROM:<a\rb@x.test>\r\nMAIL FROM:<a@x.test>\r\n",
@@ -277,5 +283,26 @@ func TestRefusalTextsNameTheByte(t *testing.T) {
 				t.Errorf("got %v, want %q", tc.got, tc.want)
 			}
 		})
+	}
+}
+
+// TestLaterEHLONameInReceived: the Received header names the EHLO the
+// transaction followed, a later valid one included.
+func TestLaterEHLONameInReceived(t *testing.T) {
+	w := newMXWorld(t)
+	ts := newTCPServer(t, Options{Router: w.router, Opener: w.opener})
+	c := ts.dial(t, "127.0.0.1")
+	c.reply(5 * time.Second)
+	for _, cmd := range []string{"EHLO first.legacy.test", "EHLO second.legacy.test", "MAIL FROM:<a@legacy.test>", "RCPT TO:<b@example.test>", "DATA"} {
+		if r := c.cmd(cmd); r[0] != '2' && r[0] != '3' {
+			t.Fatalf("%s: %q", cmd, r)
+		}
+	}
+	if r := c.cmd("Subject: x\r\n\r\nhello\r\n."); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("message: %q", r)
+	}
+	msgs := w.mx.Messages()
+	if len(msgs) != 1 || !strings.HasPrefix(string(msgs[0].Data), "Received: from second.legacy.test ") {
+		t.Fatalf("MX got %+v, want one message whose Received header names second.legacy.test", msgs)
 	}
 }
