@@ -197,20 +197,24 @@ func (ss *session) Data(r io.Reader) error {
 	raw := &countingReader{r: r}
 	check := newBodyReader(raw)
 	// On a plaintext session the raw bytes show what go-smtp's DATA
-	// reader hides: a line starting with a dot and a bare CR.
-	// The count is compared with its value at the end of the previous
-	// message, not at the start of this one: go-smtp may have read (and
-	// the scanner counted) a body sent without waiting for 354 before
-	// Data runs.
-	var g *guardConn
-	if ss.inTLS == nil {
-		if g = guardOf(ss.clientNC); g != nil {
-			defer g.dotCR.settle()
-		}
+	// reader hides: a line starting with a dot and a bare CR (dotcr.go).
+	// BDAT chunks reach Data as they were sent: the body check sees all.
+	var dots *dotCRScanner
+	ended := false // the scanner was told of the end of the body
+	if g := guardOf(ss.clientNC); g != nil && ss.inTLS == nil && run.pipe == nil {
+		dots = &g.dotCR
+		defer func() {
+			if !ended {
+				dots.abandonMessage()
+			}
+		}()
 	}
 	check.atEOF = func() error {
-		if g != nil && g.dotCR.since() {
-			return &bodyError{what: "a line starting with a dot and a bare CR"}
+		if dots != nil {
+			ended = true
+			if dots.endMessage() {
+				return &bodyError{what: "a line starting with a dot and a bare CR"}
+			}
 		}
 		// BDAT only: go-smtp takes a stream ended inside the LAST chunk
 		// for its end (DATA's reader reports it as an error).

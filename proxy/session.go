@@ -66,6 +66,9 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	sess := &session{s: s, conn: c, remote: remote, helo: c.Hostname(), clientNC: c.Conn()}
 	if cs, ok := c.TLSConnectionState(); ok {
 		sess.inTLS = &cs
+		if g := guardOf(sess.clientNC); g != nil {
+			g.dotCR.stop() // what it reads now is ciphertext
+		}
 	}
 	for _, p := range s.opts.AllowedNetworks {
 		if p.Contains(remote) {
