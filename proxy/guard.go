@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log/slog"
@@ -158,13 +159,20 @@ func (c *guardConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.mu.Lock()
 	c.budget = c.maxBudget
-	doomed := c.doomed
+	doomed := c.doomed || bytes.HasPrefix(p, handshakeFailed)
 	c.mu.Unlock()
 	if doomed {
 		c.Close()
 	}
 	return n, err
 }
+
+// handshakeFailed starts go-smtp's reply to a STARTTLS whose handshake
+// failed. go-smtp then goes on in plaintext, reading what it had buffered
+// before the handshake: commands sent together with STARTTLS (RFC 3207
+// §4.2 wants them discarded) would run after all, as if the client had
+// never asked for TLS. The connection is closed after that reply instead.
+var handshakeFailed = []byte("550 5.0.0 Handshake error")
 
 func (c *guardConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()

@@ -680,3 +680,34 @@ func TestStallInsideMessageDeferred(t *testing.T) {
 		})
 	}
 }
+
+// TestSTARTTLSFailedHandshakeEndsSession: commands sent together with
+// STARTTLS are never run, also when the handshake then fails (go-smtp
+// would go on in plaintext with the commands it had buffered): the
+// session ends after the failure's reply, and nothing reaches the MX.
+func TestSTARTTLSFailedHandshakeEndsSession(t *testing.T) {
+	kp, err := certs.SelfSigned("gw.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newMXWorld(t)
+	ts := newTCPServer(t, Options{TLSConfig: tlsConfig(kp), Router: w.router, Opener: w.opener})
+	c := ts.dial(t, "127.0.0.1")
+	c.reply(5 * time.Second)
+	c.cmd("EHLO legacy.example.test")
+	c.c.Write([]byte("STARTTLS\r\nMAIL FROM:<inj@evil.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\nSubject: injected\r\n\r\nx\r\n.\r\n"))
+	if r := c.reply(5 * time.Second); !strings.HasPrefix(r, "220 ") {
+		t.Fatalf("STARTTLS: %q", r)
+	}
+	c.c.Write([]byte("GARBAGE GARBAGE GARBAGE\r\n")) // no TLS ClientHello
+	if r := c.reply(5 * time.Second); !strings.HasPrefix(r, "550 5.0.0") {
+		t.Fatalf("after a failed handshake: %q, want go-smtp's 550", r)
+	}
+	if !c.closed(5 * time.Second) {
+		t.Error("the session went on after the failed handshake")
+	}
+	w.mx.WaitIdle(5 * time.Second)
+	if n := len(w.mx.Conns()); n != 0 {
+		t.Errorf("the MX got %d connections: the injected commands ran", n)
+	}
+}
