@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -91,9 +92,36 @@ func (c *Conn) Release() {
 	c.pool.release(c)
 }
 
-// Reset sends RSET.
+// Reset sends RSET and reads its reply itself, without reading ahead (as
+// Data does). A connection with more bytes waiting after that reply (an
+// MX that answered more than it was asked, or spoke out of turn) is out
+// of step: pooled, its extra reply would answer another client's
+// command. It counts as lost.
 func (c *Conn) Reset() error {
-	return c.result("RSET", c.client.Reset())
+	c.wire.SetDeadline(time.Now().Add(c.client.CommandTimeout))
+	defer c.wire.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c.wire, "RSET\r\n"); err != nil {
+		return c.lost("RSET", err)
+	}
+	if _, _, err := c.reply(2); err != nil {
+		return c.result("RSET", err)
+	}
+	if waiting(c.wire) {
+		return c.lost("RSET", errors.New("the MX sent more than the reply to RSET"))
+	}
+	return nil
+}
+
+// waiting reports whether c has bytes to read at once (or is closed):
+// under TLS, bytes already decrypted count too, which a peek at the
+// socket would not see. A read timeout does not harm a TLS connection.
+func waiting(c net.Conn) bool {
+	c.SetReadDeadline(time.Now())
+	defer c.SetReadDeadline(time.Time{})
+	var b [1]byte
+	n, err := c.Read(b[:])
+	var ne net.Error
+	return n > 0 || !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // refuse is a transaction that this connection cannot carry; the

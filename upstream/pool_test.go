@@ -1,12 +1,19 @@
 package upstream
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"errors"
+	"io"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"sealgate/certs/certstest"
 	"sealgate/enforcement"
@@ -248,5 +255,115 @@ func TestResumedSessionIsJudged(t *testing.T) {
 	f, ok := enforcement.AsFailure(err)
 	if !ok || f.Kind != enforcement.KindTLS {
 		t.Fatalf("a resumed session passed a requirement it does not meet: %v", err)
+	}
+}
+
+// TestPoolDropsOutOfStepConnection: an MX that answers RSET with two
+// replies in one write leaves one waiting, which would answer the next
+// transaction's MAIL (another client's, perhaps) and shift every reply
+// after it. Such a connection is never pooled: the next transaction gets
+// a new one and the right replies.
+func TestPoolDropsOutOfStepConnection(t *testing.T) {
+	ca := certstest.NewCA(t, "root")
+	cert := ca.Leaf("mx.example.test")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go scriptedMX(c, &cert)
+		}
+	}()
+	d := deliverer(ca)
+	d.Pool = &Pool{}
+	t.Cleanup(d.Pool.Close)
+	r := route("example.test", hostAt(t, "mx.example.test", l.Addr().String(), enforcement.Requirement{}))
+	first := send(t, d, r, "one")
+	time.Sleep(200 * time.Millisecond) // the release runs in the background
+	if n := d.Pool.Idle(); n != 0 {
+		t.Fatalf("%d connections pooled, want none: a reply is waiting on it", n)
+	}
+	c, err := d.Open(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c == first || c.Reused() || conns.Load() != 2 {
+		t.Fatal("the out-of-step connection was handed out")
+	}
+	if err := c.Mail("a@example.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	var se *smtp.SMTPError
+	if err := c.Rcpt("unknown@example.test", nil); !errors.As(err, &se) || se.Code != 550 {
+		t.Fatalf("RCPT of an unknown user: %v, want the MX's 550", err)
+	}
+}
+
+// scriptedMX serves one connection line by line: STARTTLS, then MAIL,
+// RCPT (550 for unknown@), DATA, and RSET answered twice in one write.
+func scriptedMX(raw net.Conn, cert *tls.Certificate) {
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	var c net.Conn = raw
+	br := bufio.NewReader(c)
+	say := func(s string) { io.WriteString(c, s) }
+	say("220 mx.example.test ESMTP\r\n")
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimSpace(line))
+		switch {
+		case strings.HasPrefix(cmd, "EHLO"):
+			if _, ok := c.(*tls.Conn); ok {
+				say("250-mx.example.test\r\n250 8BITMIME\r\n")
+			} else {
+				say("250-mx.example.test\r\n250 STARTTLS\r\n")
+			}
+		case cmd == "STARTTLS":
+			say("220 2.0.0 go ahead\r\n")
+			tc := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{*cert}})
+			if tc.Handshake() != nil {
+				return
+			}
+			c, br = tc, bufio.NewReader(tc)
+		case strings.HasPrefix(cmd, "MAIL"):
+			say("250 2.1.0 ok\r\n")
+		case strings.HasPrefix(cmd, "RCPT"):
+			if strings.Contains(cmd, "UNKNOWN@") {
+				say("550 5.1.1 no such user\r\n")
+			} else {
+				say("250 2.1.5 ok\r\n")
+			}
+		case cmd == "DATA":
+			say("354 go ahead\r\n")
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+			}
+			say("250 2.0.0 queued\r\n")
+		case cmd == "RSET":
+			say("250 2.0.0 ok\r\n250 2.0.0 stale\r\n")
+		case cmd == "QUIT":
+			say("221 2.0.0 bye\r\n")
+			return
+		default:
+			say("500 5.5.1 what\r\n")
+		}
 	}
 }
