@@ -149,3 +149,51 @@ func TestSmarthostMXLookupPolicies(t *testing.T) {
 		}
 	})
 }
+
+// TestSmarthostTLSRequiredNoKeepsRelayAuthentication: a message with
+// "TLS-Required: No" waives nothing on the way to the smarthost, which
+// receives the relay credentials. An impostor in the relay's place, whose
+// key the relay's DNSSEC TLSA records do not match (its certificate valid
+// under the WebPKI or not), gets neither the
+// credentials nor the message: the message is deferred, as without the
+// header field.
+func TestSmarthostTLSRequiredNoKeepsRelayAuthentication(t *testing.T) {
+	const name = "relay.sealgate.test"
+	for _, tc := range []struct {
+		name  string
+		local string // the relay's local policy entry, if any
+	}{
+		{name: "DNSSEC TLSA only"},
+		{name: "local dane entry", local: "[" + name + "]:587 dane"},
+		{name: "local dane-only entry", local: "[" + name + "]:587 dane-only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			// The impostor's certificate is even valid under the WebPKI
+			// (mis-issued, say): what DANE pinning is there for.
+			relay, hostport := w.relay(587, upstreamtest.MXOptions{Certificate: w.cert(name)})
+			legit := certstest.SelfSigned(t, name)
+			w.dns.Add(relayTLSA(587, name, dane.Expect(legit.Leaf, 3, 1, 1)))
+			w.dns.SetSecureZone(name+".", true)
+			env := map[string]string{
+				"SEALGATE_RELAY_HOST":            hostport,
+				"SEALGATE_RELAY_USERNAME":        "gateway",
+				"SEALGATE_RELAY_PASSWORD":        "s3cret",
+				"SEALGATE_HONOR_TLS_REQUIRED_NO": "true",
+			}
+			if tc.local != "" {
+				env["SEALGATE_POLICY_FILE"] = writePolicy(t, tc.local)
+			}
+			g := w.start(env)
+			body := []byte("From: a@legacy.sealgate.test\r\nTLS-Required: No\r\nSubject: waive\r\n\r\nhello\r\n")
+			res := g.send("a@legacy.sealgate.test", []string{"x@one.test"}, body)
+			if res.Rcpt[0] != nil {
+				t.Fatalf("RCPT: %v, want it accepted on condition of TLS-Required: No", res.Rcpt[0])
+			}
+			wantReply(t, "DATA", res.Data, 451, "4.7.5", name)
+			if relay.SawMailFrom() || len(relay.Messages()) != 0 {
+				t.Fatalf("the impostor got the message (and the credentials before it): %+v", relay.Messages())
+			}
+		})
+	}
+}

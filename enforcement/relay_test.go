@@ -311,58 +311,74 @@ func TestRelayPolicy(t *testing.T) {
 	}
 }
 
-// TestRelaxedRelayRouteIgnoresPolicies: a message with "TLS-Required: No"
-// goes to the relay under the encrypt floor, without waiting for TLSA or
-// MTA-STS lookups that could only make it stricter; its sessions report
-// to the relay's policy domain, as on the relay's usual route.
-func TestRelaxedRelayRouteIgnoresPolicies(t *testing.T) {
-	dns := &mapDNS{
-		mx:    map[string]MXResult{"p.test": {Hosts: []string{"out.p.test"}, Secure: true}},
-		addrs: map[string]AddrResult{"smtp.p.test": addr1, "out.p.test": addr1},
-		fail:  map[string]bool{"_587._tcp.smtp.p.test": true, "_587._tcp.out.p.test": true},
-	}
-	for _, relay := range []string{"[smtp.p.test]:587", "p.test:587"} {
-		t.Run(relay, func(t *testing.T) {
-			r, err := ParseRelayHost(relay)
+// TestRelaxedRelayRouteIsTheRelayRoute: "TLS-Required: No" (and TLS-RPT
+// report mail, which takes the same route) waives nothing on the way to a
+// smarthost: the relay receives the relay credentials, and what
+// authenticates it (a local entry such as dane or dane-only, its DNSSEC
+// TLSA records, its domain's MTA-STS policy, the WebPKI for its name) is
+// what an attacker on the path would make fail to get a weaker route.
+func TestRelaxedRelayRouteIsTheRelayRoute(t *testing.T) {
+	usable := TLSAResult{Records: []dane.TLSA{ee311}, Secure: true}
+	for _, tc := range []struct {
+		name, relay, local string
+		tlsa               map[string]TLSAResult
+		sts                bool
+		want               Source
+		wantLevel          Level
+	}{
+		{name: "local dane entry, secure TLSA", relay: "[smtp.p.test]:587", local: "[smtp.p.test]:587 dane",
+			tlsa: map[string]TLSAResult{"_587._tcp.smtp.p.test": usable}, want: SourceLocal, wantLevel: LevelDANE},
+		{name: "local dane-only entry", relay: "[smtp.p.test]:587", local: "[smtp.p.test]:587 dane-only",
+			tlsa: map[string]TLSAResult{"_587._tcp.smtp.p.test": usable}, want: SourceLocal, wantLevel: LevelDANE},
+		{name: "DNSSEC TLSA of the relay", relay: "[smtp.p.test]:587",
+			tlsa: map[string]TLSAResult{"_587._tcp.smtp.p.test": usable}, want: SourceDANE, wantLevel: LevelDANE},
+		{name: "MTA-STS enforce of the relay domain", relay: "p.test:587", sts: true, want: SourceMTASTS, wantLevel: LevelVerify},
+		{name: "nothing published: the WebPKI for its name", relay: "[smtp.p.test]:587", want: SourceLocal, wantLevel: LevelVerify},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dns := &mapDNS{
+				mx:    map[string]MXResult{"p.test": {Hosts: []string{"mail.p.test"}, Secure: true}},
+				addrs: map[string]AddrResult{"smtp.p.test": addr1, "mail.p.test": addr1},
+				tlsa:  tc.tlsa,
+			}
+			var sts STSSource
+			if tc.sts {
+				sts = &domainSTS{policies: map[string]*mtasts.Policy{"p.test": stsPolicy(mtasts.ModeEnforce, "mail.p.test")}}
+			}
+			log := &attemptLog{}
+			e := relayEngine(t, tc.relay, tc.local, &Engine{DNS: dns, STS: sts, Attempts: log})
+			normal, err := e.Resolve(context.Background(), "any.test")
 			if err != nil {
 				t.Fatal(err)
 			}
-			sts := &domainSTS{policies: map[string]*mtasts.Policy{"p.test": stsPolicy(mtasts.ModeEnforce, "mail.p.test")}}
-			e := &Engine{DNS: dns, Relay: &r, STS: sts}
-			route, err := e.RelaxedRoute(context.Background(), "any.test")
+			relaxed, err := e.RelaxedRoute(context.Background(), "any.test")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(route.Hosts) != 1 || route.Hosts[0].Req.Mode != ModeTLSRequiredNo || route.Hosts[0].Port != 587 {
-				t.Errorf("route %+v, want the relay under %q", route.Hosts, ModeTLSRequiredNo)
+			if !relaxed.Equal(normal) {
+				t.Fatalf("relaxed relay route %+v differs from the relay route %+v", relaxed.Hosts, normal.Hosts)
 			}
-			if len(sts.asked) != 0 {
-				t.Errorf("MTA-STS asked for %v", sts.asked)
+			req := relaxed.Hosts[0].Req
+			if req.Source != tc.want || req.Level != tc.wantLevel || !req.Authenticates() {
+				t.Fatalf("relaxed relay requirement %+v, want %v at %v, authenticating", req, tc.want, tc.wantLevel)
 			}
-			// Its sessions report to the relay's policy domain too.
-			if a := route.Attempt(route.Hosts[0], "", ""); a.Domain != r.Host {
-				t.Errorf("a session is reported for %q, want the relay's %q", a.Domain, r.Host)
+			if a := relaxed.Attempt(relaxed.Hosts[0], "", ""); a.Domain != e.Relay.PolicyDomain() {
+				t.Errorf("a session is reported for %q, want the relay's %q", a.Domain, e.Relay.PolicyDomain())
 			}
 		})
 	}
-}
-
-// TestRelaxedRelayRouteAuthenticatesTheRelay: "TLS-Required: No" (and
-// TLS-RPT report mail, which takes the same route) waives the policies of
-// the recipient and relay domains, never the authentication of the relay
-// itself, which receives the relay credentials.
-func TestRelaxedRelayRouteAuthenticatesTheRelay(t *testing.T) {
-	dns := &mapDNS{addrs: map[string]AddrResult{"smtp.p.test": addr1}}
-	r, err := ParseRelayHost("[smtp.p.test]:587")
-	if err != nil {
-		t.Fatal(err)
+	// A relay whose DANE check cannot be made (the TLSA lookup fails) is
+	// deferred on the relaxed route too, and that is recorded only once.
+	dns := &mapDNS{addrs: map[string]AddrResult{"smtp.p.test": addr1}, fail: map[string]bool{"_587._tcp.smtp.p.test": true}}
+	log := &attemptLog{}
+	e := relayEngine(t, "[smtp.p.test]:587", "[smtp.p.test]:587 dane-only", &Engine{DNS: dns, Attempts: log})
+	if _, err := e.Resolve(context.Background(), "any.test"); err == nil {
+		t.Fatal("Resolve: a relay whose TLSA lookup fails was routed")
 	}
-	route, err := (&Engine{DNS: dns, Relay: &r}).RelaxedRoute(context.Background(), "any.test")
-	if err != nil {
-		t.Fatal(err)
+	if _, err := e.RelaxedRoute(context.Background(), "any.test"); err == nil {
+		t.Fatal("RelaxedRoute: a relay whose TLSA lookup fails was routed")
 	}
-	req := route.Hosts[0].Req
-	if req.Level != LevelVerify || len(req.Names) != 1 || req.Names[0] != "smtp.p.test" {
-		t.Fatalf("relaxed relay requirement %+v, want the relay's name verified under the WebPKI", req)
+	if len(log.got) != 1 {
+		t.Errorf("%d attempts recorded, want the one of Resolve", len(log.got))
 	}
 }
