@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sealgate/upstream/upstreamtest"
@@ -80,4 +81,43 @@ func TestSmarthostVerifiesRelayName(t *testing.T) {
 	if relay.SawMailFrom() {
 		t.Fatal("relay with a wrong certificate saw MAIL FROM")
 	}
+}
+
+// TestSmarthostAuthParameterNotVouched: the identity a legacy client
+// claims with MAIL FROM's AUTH= parameter is checked against nothing, and
+// upstream sealgate's own relay login would vouch for it: the relay gets
+// AUTH=<> ("submitter not known", RFC 4954 §5) instead.
+func TestSmarthostAuthParameterNotVouched(t *testing.T) {
+	w := newWorld(t)
+	relay, hostport := w.relay(587, upstreamtest.MXOptions{})
+	g := w.start(map[string]string{
+		"SEALGATE_RELAY_HOST":     hostport,
+		"SEALGATE_RELAY_USERNAME": "gateway",
+		"SEALGATE_RELAY_PASSWORD": "s3cret",
+	})
+	// go-smtp's client drops AUTH= where the server offers no AUTH, as
+	// sealgate does here: raw commands.
+	c := g.dialRaw()
+	for _, cmd := range []string{"EHLO legacy.sealgate.test", "MAIL FROM:<a@legacy.sealgate.test> AUTH=ceo@provider.test", "RCPT TO:<x@one.test>", "DATA"} {
+		if r := c.cmd(cmd); r[0] != '2' && r[0] != '3' {
+			t.Fatalf("%s: %s", cmd, r)
+		}
+	}
+	if r := c.cmd(string(message("auth param")) + "."); !strings.HasPrefix(r, "250") {
+		t.Fatalf("end of DATA: %s", r)
+	}
+	msgs := relay.Messages()
+	if len(msgs) != 1 || msgs[0].AuthUser != "gateway" {
+		t.Fatalf("relay messages: %+v", msgs)
+	}
+	if a := msgs[0].MailOptions.Auth; a == nil || *a != "" {
+		t.Fatalf("the relay got AUTH=%v under sealgate's login, want AUTH=<>; commands %q", ptrString(a), relay.Conns()[0].Commands)
+	}
+}
+
+func ptrString(p *string) string {
+	if p == nil {
+		return "(none)"
+	}
+	return *p
 }
