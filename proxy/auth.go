@@ -124,6 +124,14 @@ func (g *guardedSASL) Next(response []byte) ([]byte, bool, error) {
 	challenge, done, err := g.inner.Next(response)
 	<-g.sem
 	if err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			// A response the mechanism cannot parse (go-sasl's
+			// "invalid response"): go-smtp would answer 454, a
+			// temporary failure, to what can never succeed (RFC 4954
+			// §4: 501).
+			err = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "malformed authentication response: " + err.Error()}
+		}
 		err = g.failed(err)
 	}
 	return challenge, done, err

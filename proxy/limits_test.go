@@ -711,3 +711,23 @@ func TestSTARTTLSFailedHandshakeEndsSession(t *testing.T) {
 		t.Errorf("the MX got %d connections: the injected commands ran", n)
 	}
 }
+
+// TestMalformedAuthResponse501: a PLAIN response the mechanism cannot
+// parse can never succeed: 501 (RFC 4954 §4), not go-smtp's 454, which
+// would have a client retry it.
+func TestMalformedAuthResponse501(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("right"), bcrypt.MinCost)
+	kp, err := certs.SelfSigned("gw.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTCPServer(t, Options{TLSConfig: tlsConfig(kp), Users: Users{"alice": hash},
+		Limits: Limits{AuthMaxFailures: 10, AuthFailureDelay: time.Millisecond}})
+	for _, resp := range []string{"no NUL at all", "a\x00alice\x00right\x00extra"} {
+		c := authClient(t, ts, "127.0.0.1")
+		r := c.cmd("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte(resp)))
+		if !strings.HasPrefix(r, "501 5.5.2") {
+			t.Errorf("PLAIN response %q answered %q, want 501 5.5.2", resp, r)
+		}
+	}
+}
