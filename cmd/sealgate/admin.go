@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"sealgate/enforcement"
@@ -178,23 +179,57 @@ func (o stsOps) purge(ctx context.Context, domain string) error {
 	return o.st.DeletePolicy(ctx, domain)
 }
 
-// changesOnlyFromLoopback refuses (403) every request that changes state
-// (any method but GET and HEAD: purging or refreshing a cached MTA-STS
-// policy, sending reports) unless it comes from loopback. The admin
-// listener may be opened to probes and scrapers (a pod's kubelet,
-// Prometheus); whoever can reach it must not be able to purge the policy
-// that stops a downgrade.
-func changesOnlyFromLoopback(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			ap, err := netip.ParseAddrPort(r.RemoteAddr)
-			if err != nil || !ap.Addr().Unmap().IsLoopback() {
-				http.Error(w, `{"Error":"changes are accepted from loopback only"}`, http.StatusForbidden)
-				return
+// adminGuard keeps the admin endpoint from serving web pages of other
+// sites and from taking orders from them:
+//
+//   - A request that changes state (any method but GET and HEAD: purging
+//     or refreshing a cached MTA-STS policy, sending reports) is refused
+//     (403) unless it comes from loopback, and unless it carries no Origin
+//     header. The listener may be opened to probes and scrapers (a pod's
+//     kubelet, Prometheus); whoever can reach it must not be able to purge
+//     the policy that stops a downgrade. sealgate's own commands send no
+//     Origin; a browser always does, so a page on any site that a browser
+//     on the gateway's host opens cannot post to it.
+//   - Everything but /metrics, /healthz and /readyz (the status page, its
+//     JSON, the MTA-STS cache) is served only to a Host that is an IP
+//     address, localhost, SEALGATE_HOSTNAME or one of SEALGATE_ADMIN_HOSTS
+//     (421 otherwise): a site whose name an attacker points at the
+//     gateway's address (DNS rebinding) cannot read recipient domains and
+//     MX replies through a browser inside the network.
+func adminGuard(hostname string, hosts []string) func(http.Handler) http.Handler {
+	allowed := map[string]bool{"localhost": true, strings.ToLower(strings.TrimSuffix(hostname, ".")): true}
+	for _, h := range hosts {
+		allowed[strings.ToLower(strings.TrimSuffix(h, "."))] = true
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/metrics", "/healthz", "/readyz":
+			default:
+				host := r.Host
+				if h, _, err := net.SplitHostPort(host); err == nil {
+					host = h
+				}
+				host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+				if _, err := netip.ParseAddr(host); err != nil && host != "" && !allowed[host] {
+					http.Error(w, `{"Error":"unknown host name; add it to SEALGATE_ADMIN_HOSTS"}`, http.StatusMisdirectedRequest)
+					return
+				}
 			}
-		}
-		next.ServeHTTP(w, r)
-	})
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				ap, err := netip.ParseAddrPort(r.RemoteAddr)
+				if err != nil || !ap.Addr().Unmap().IsLoopback() {
+					http.Error(w, `{"Error":"changes are accepted from loopback only"}`, http.StatusForbidden)
+					return
+				}
+				if r.Header.Get("Origin") != "" {
+					http.Error(w, `{"Error":"changes are not accepted from web pages"}`, http.StatusForbidden)
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 // adminHandler serves /metrics, /healthz, /readyz, the status page (/

@@ -167,7 +167,7 @@ func TestIsNotRunning(t *testing.T) {
 
 func TestChangesOnlyFromLoopback(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
-	h := changesOnlyFromLoopback(ok)
+	h := adminGuard("gw.example.test", nil)(ok)
 	tests := []struct {
 		method, remote string
 		want           int
@@ -183,10 +183,55 @@ func TestChangesOnlyFromLoopback(t *testing.T) {
 	for _, tc := range tests {
 		r := httptest.NewRequest(tc.method, "/mtasts/example.test", nil)
 		r.RemoteAddr = tc.remote
+		r.Host = "127.0.0.1:9025"
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		if w.Code != tc.want {
 			t.Errorf("%s from %s: %d, want %d", tc.method, tc.remote, w.Code, tc.want)
+		}
+	}
+}
+
+// TestAdminRefusesOtherSites: a web page of another site, opened by a
+// browser on the gateway's host or inside its network, can neither post
+// to the admin endpoint (the browser sends Origin, sealgate's commands do
+// not) nor read the status page through a name it points at the gateway
+// (DNS rebinding: the Host is that name). Probes and scrapers are served
+// whatever their Host.
+func TestAdminRefusesOtherSites(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	h := adminGuard("gw.example.test", []string{"sealgate-admin.mail.svc"})(ok)
+	tests := []struct {
+		method, path, host, origin string
+		want                       int
+	}{
+		{method: "POST", path: "/tlsrpt/send", host: "127.0.0.1:9025", origin: "http://rebound.evil.test", want: http.StatusForbidden},
+		{method: "POST", path: "/mtasts/example.test/refresh", host: "127.0.0.1:9025", origin: "null", want: http.StatusForbidden},
+		{method: "DELETE", path: "/mtasts/example.test", host: "localhost:9025", origin: "http://localhost:9025", want: http.StatusForbidden},
+		{method: "POST", path: "/tlsrpt/send", host: "127.0.0.1:9025", want: http.StatusOK},
+		{method: "GET", path: "/status.json", host: "rebound.evil.test:9025", want: http.StatusMisdirectedRequest},
+		{method: "GET", path: "/", host: "rebound.evil.test", want: http.StatusMisdirectedRequest},
+		{method: "POST", path: "/mtasts/example.test/refresh", host: "rebound.evil.test:9025", want: http.StatusMisdirectedRequest},
+		{method: "GET", path: "/status.json", host: "127.0.0.1:9025", want: http.StatusOK},
+		{method: "GET", path: "/status.json", host: "[::1]:9025", want: http.StatusOK},
+		{method: "GET", path: "/", host: "localhost:9025", want: http.StatusOK},
+		{method: "GET", path: "/", host: "GW.example.test.", want: http.StatusOK},
+		{method: "GET", path: "/", host: "sealgate-admin.mail.svc:9025", want: http.StatusOK},
+		{method: "GET", path: "/metrics", host: "sealgate-admin.mail.svc.cluster.local:9025", want: http.StatusOK},
+		{method: "GET", path: "/healthz", host: "anything.test", want: http.StatusOK},
+		{method: "GET", path: "/readyz", host: "anything.test", want: http.StatusOK},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(tc.method, tc.path, nil)
+		r.RemoteAddr = "127.0.0.1:40000"
+		r.Host = tc.host
+		if tc.origin != "" {
+			r.Header.Set("Origin", tc.origin)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("%s %s Host %q Origin %q: %d, want %d", tc.method, tc.path, tc.host, tc.origin, w.Code, tc.want)
 		}
 	}
 }

@@ -43,6 +43,7 @@ type Config struct {
 	StateDir        string        `env:"STATE_DIR" envDefault:"./sealgate-data" form:"a writable directory"`
 	RedisURL        string        `env:"REDIS_URL" form:"redis://host:port/db"`
 	AdminListen     string        `env:"ADMIN_LISTEN" envDefault:"127.0.0.1:9025" form:"host:port"`
+	AdminHosts      []string      `env:"ADMIN_HOSTS" envSeparator:"," form:"comma-separated host names the status page answers to, besides IP addresses, localhost and HOSTNAME"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text" form:"text or json"`
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info" form:"debug, info, warn or error"`
 	MaxConnections  int           `env:"MAX_CONNECTIONS" envDefault:"100" form:"a positive number"`

@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg *Config, logw io.Writer) error {
 	if cfg.AdminListen != "" {
 		ops := stsOps{st: g.store, mgr: g.sts}
 		status := &statusPage{rec: g.outcomes, sts: ops, replica: cfg.Hostname, since: time.Now(), now: time.Now, log: g.log}
-		if _, err := serveAdmin(bg, cfg.AdminListen, changesOnlyFromLoopback(g.tlsrpt.handler(adminHandler(ops, g.metrics.handler(), status, g.log))), g.log); err != nil {
+		if _, err := serveAdmin(bg, cfg.AdminListen, adminGuard(cfg.Hostname, cfg.AdminHosts)(g.tlsrpt.handler(adminHandler(ops, g.metrics.handler(), status, g.log))), g.log); err != nil {
 			return err
 		}
 	}
