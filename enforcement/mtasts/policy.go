@@ -200,11 +200,14 @@ func parseMaxAge(s string) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("max_age %q: %w", s, err)
 	}
-	d := time.Duration(v) * time.Second
-	if d > MaxMaxAge {
+	// Compared before the conversion: ten digits of seconds overflow a
+	// time.Duration, and a wrapped, negative max_age would pass a check
+	// made after it (a policy stored already expired, in place of the one
+	// in force).
+	if v > int64(MaxMaxAge/time.Second) {
 		return 0, fmt.Errorf("max_age %d exceeds %d", v, int64(MaxMaxAge/time.Second))
 	}
-	return d, nil
+	return time.Duration(v) * time.Second, nil
 }
 
 // validExtValue: sts-policy-ext-value = sts-policy-vchar

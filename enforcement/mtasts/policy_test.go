@@ -84,6 +84,10 @@ func TestParsePolicyInvalid(t *testing.T) {
 		{name: "empty mode", body: v + "mode:\n" + mx + a, line: 2, contains: "mode"},
 		{name: "missing max_age", body: v + m + mx, contains: "no max_age"},
 		{name: "max_age too large", body: v + m + mx + "max_age: 31557601\n", line: 4, contains: "exceeds"},
+		// Ten digits of seconds overflow a time.Duration: a wrapped,
+		// negative max_age must not pass as small.
+		{name: "max_age overflowing a duration", body: v + m + mx + "max_age: 9999999999\n", line: 4, contains: "exceeds"},
+		{name: "max_age just overflowing a duration", body: v + m + mx + "max_age: 9223372037\n", line: 4, contains: "exceeds"},
 		{name: "max_age eleven digits", body: v + m + mx + "max_age: 00000000001\n", line: 4, contains: "digits"},
 		{name: "max_age negative", body: v + m + mx + "max_age: -1\n", line: 4, contains: "decimal"},
 		{name: "max_age plus sign", body: v + m + mx + "max_age: +1\n", line: 4, contains: "decimal"},
