@@ -145,6 +145,9 @@ func (r *Reporter) Send(ctx context.Context, day time.Time, domains []string) ([
 	if err != nil {
 		return nil, err
 	}
+	if sent == nil {
+		sent = map[string]int64{}
+	}
 	var out []Outcome
 	for _, rep := range reps {
 		domain := rep.Policies[0].Policy.Domain
@@ -167,6 +170,7 @@ func (r *Reporter) Send(ctx context.Context, day time.Time, domains []string) ([
 			} else {
 				o.Status = StatusSent
 				r.log().Info("TLS report delivered", "domain", domain, "rua", o.RUA, "report_id", rep.ReportID)
+				sent[mark]++ // at most once a run too
 				if err := r.Store.IncrCounter(ctx, sentB, mark, 1); err != nil {
 					return append(out, o), err
 				}

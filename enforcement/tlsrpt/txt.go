@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -19,11 +20,14 @@ var (
 )
 
 // Record is a parsed _smtp._tls TXT record.
+// MaxRUA is how many report URIs of a record are used, in its order.
+const MaxRUA = 5
+
 type Record struct {
 	// RUA are the report URIs with a scheme sealgate uses (mailto,
-	// https), in the record's order.
+	// https), in the record's order, each once, at most MaxRUA.
 	RUA []*url.URL
-	// Ignored are the URIs of other schemes.
+	// Ignored are the URIs of other schemes, and those beyond MaxRUA.
 	Ignored []string
 }
 
@@ -93,15 +97,26 @@ func ParseRecord(txts []string) (*Record, error) {
 					return bad("rua URI %q", u)
 				}
 				pu.Scheme = "mailto"
-				rec.RUA = append(rec.RUA, pu)
 			case "https":
 				if pu.Host == "" || pu.User != nil {
 					return bad("rua URI %q", u)
 				}
 				pu.Scheme = "https"
-				rec.RUA = append(rec.RUA, pu)
+				pu.Host = strings.ToLower(pu.Host)
 			default:
 				rec.Ignored = append(rec.Ignored, u)
+				continue
+			}
+			// A URI listed twice gets one report; beyond MaxRUA, none:
+			// a record is the domain's to write, and without a bound one
+			// message to it would have sealgate mail or post to as many
+			// addresses as a TXT record holds.
+			if key := strings.ToLower(pu.String()); !slices.ContainsFunc(rec.RUA, func(x *url.URL) bool { return strings.ToLower(x.String()) == key }) {
+				if len(rec.RUA) == MaxRUA {
+					rec.Ignored = append(rec.Ignored, u)
+					continue
+				}
+				rec.RUA = append(rec.RUA, pu)
 			}
 		}
 	}

@@ -2,7 +2,9 @@ package tlsrpt
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -19,6 +21,10 @@ func TestParseRecord(t *testing.T) {
 			wantRUA: []string{"mailto:a@example.test", "https://r.example.test/x"}},
 		{name: "other TXT records discarded", txts: []string{"v=spf1 -all", "v=TLSRPTv1; rua=mailto:a@example.test"}, wantRUA: []string{"mailto:a@example.test"}},
 		{name: "unknown scheme ignored", txts: []string{"v=TLSRPTv1; rua=ftp://x.example.test/,mailto:a@example.test"}, wantRUA: []string{"mailto:a@example.test"}},
+		{name: "a URI listed twice gets one report", txts: []string{"v=TLSRPTv1; rua=mailto:a@example.test,https://R.example.test/x,mailto:a@example.test,https://r.example.test/x"},
+			wantRUA: []string{"mailto:a@example.test", "https://r.example.test/x"}},
+		{name: "at most MaxRUA URIs", txts: []string{"v=TLSRPTv1; rua=" + manyRUA(40)},
+			wantRUA: []string{"mailto:r0@example.test", "mailto:r1@example.test", "mailto:r2@example.test", "mailto:r3@example.test", "mailto:r4@example.test"}},
 		{name: "none", txts: []string{"v=spf1 -all"}, wantErr: ErrNoRecord},
 		{name: "two records", txts: []string{"v=TLSRPTv1; rua=mailto:a@example.test", "v=TLSRPTv1; rua=mailto:b@example.test"}, wantErr: ErrMultipleRecords},
 		{name: "version not first", txts: []string{"rua=mailto:a@example.test; v=TLSRPTv1"}, wantErr: ErrNoRecord},
@@ -83,4 +89,13 @@ func FuzzParseRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+// manyRUA is a rua value of n distinct mailto URIs.
+func manyRUA(n int) string {
+	var uris []string
+	for i := range n {
+		uris = append(uris, fmt.Sprintf("mailto:r%d@example.test", i))
+	}
+	return strings.Join(uris, ",")
 }
