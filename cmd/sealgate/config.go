@@ -139,8 +139,13 @@ func parseConfig(environ map[string]string) (*Config, error) {
 		}
 		c.Hostname = h
 	}
-	if strings.ContainsAny(c.Hostname, " \t\r\n") {
-		return nil, bad("Hostname", c.Hostname, "")
+	if !hostName(c.Hostname) {
+		return nil, bad("Hostname", c.Hostname, "not a host name (letters, digits, hyphens and dots)")
+	}
+	for _, h := range c.AdminHosts {
+		if !hostName(strings.TrimSpace(h)) {
+			return nil, bad("AdminHosts", strings.Join(c.AdminHosts, ","), "not a host name: "+strconv.Quote(h))
+		}
 	}
 	if err := c.tlsrptDefaults(bad); err != nil {
 		return nil, err
@@ -152,11 +157,23 @@ func parseConfig(environ map[string]string) (*Config, error) {
 		}
 		c.networks = append(c.networks, p.Masked())
 	}
+	if strings.TrimSpace(c.AllowedNetworks) != "" && len(c.networks) == 0 {
+		return nil, bad("AllowedNetworks", c.AllowedNetworks, "no prefix in the list")
+	}
 	for _, r := range splitList(c.DNSResolver) {
-		if _, _, err := net.SplitHostPort(r); err != nil {
+		_, port, err := net.SplitHostPort(r)
+		if err == nil {
+			if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
+				err = fmt.Errorf("port %q is not 1 to 65535", port)
+			}
+		}
+		if err != nil {
 			return nil, bad("DNSResolver", c.DNSResolver, err.Error())
 		}
 		c.resolvers = append(c.resolvers, r)
+	}
+	if strings.TrimSpace(c.DNSResolver) != "" && len(c.resolvers) == 0 {
+		return nil, bad("DNSResolver", c.DNSResolver, "no address in the list")
 	}
 	if c.DNSCacheSize < 0 {
 		return nil, bad("DNSCacheSize", strconv.Itoa(c.DNSCacheSize), "")
@@ -210,9 +227,11 @@ func parseConfig(environ map[string]string) (*Config, error) {
 	if c.limits, err = parseLimits(&c, environ); err != nil {
 		return nil, err
 	}
+	// A timeout too short for any peer to answer in defers every
+	// message for ever: the floors are far below what works.
 	for field, d := range map[string]time.Duration{"CommandTimeout": c.CommandTimeout, "DataTimeout": c.DataTimeout, "ConnectTimeout": c.ConnectTimeout, "DNSTimeout": c.DNSTimeout} {
-		if d <= 0 {
-			return nil, bad(field, d.String(), "must be positive")
+		if d < 100*time.Millisecond {
+			return nil, bad(field, d.String(), "must be at least 100ms")
 		}
 	}
 	if c.RelayHost != "" {
@@ -347,4 +366,26 @@ func environ() map[string]string {
 		m[k] = v
 	}
 	return m
+}
+
+// hostName reports whether s is a host name: dot-separated labels of
+// letters, digits and hyphens (not first or last), each of 1 to 63
+// octets, 253 in all, with an optional final dot.
+func hostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := range len(l) {
+			ch := l[i]
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

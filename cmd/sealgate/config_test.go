@@ -74,10 +74,23 @@ func TestParseConfigErrorsNameTheVariable(t *testing.T) {
 		{name: "tls version", env: map[string]string{"SEALGATE_TLS_MIN_VERSION": "1.4"}, want: []string{"SEALGATE_TLS_MIN_VERSION"}},
 		{name: "cert without key", env: map[string]string{"SEALGATE_TLS_CERT_FILE": "/x.pem"}, want: []string{"SEALGATE_TLS_KEY_FILE"}},
 		{name: "client cert without key", env: map[string]string{"SEALGATE_CLIENT_CERT_FILE": "/x.pem"}, want: []string{"SEALGATE_CLIENT_KEY_FILE"}},
+		// Values that would start a gateway that defers or bounces
+		// every message.
+		{name: "resolver port not a number", env: map[string]string{"SEALGATE_DNS_RESOLVER": "127.0.0.1:abc"}, want: []string{"SEALGATE_DNS_RESOLVER", "1 to 65535"}},
+		{name: "resolver port 0", env: map[string]string{"SEALGATE_DNS_RESOLVER": "127.0.0.1:0"}, want: []string{"SEALGATE_DNS_RESOLVER", "1 to 65535"}},
+		{name: "resolver port too large", env: map[string]string{"SEALGATE_DNS_RESOLVER": "127.0.0.1:99999"}, want: []string{"SEALGATE_DNS_RESOLVER"}},
+		{name: "resolver list without an address", env: map[string]string{"SEALGATE_DNS_RESOLVER": ","}, want: []string{"SEALGATE_DNS_RESOLVER", "no address"}},
+		{name: "networks list without a prefix", env: map[string]string{"SEALGATE_ALLOWED_NETWORKS": " , "}, want: []string{"SEALGATE_ALLOWED_NETWORKS", "no prefix"}},
+		{name: "host name with bad bytes", env: map[string]string{"SEALGATE_HOSTNAME": "gw@x;y"}, want: []string{"SEALGATE_HOSTNAME", "not a host name"}},
+		{name: "report sender with two @", env: map[string]string{"SEALGATE_TLSRPT_FROM": "a@b@c"}, want: []string{"SEALGATE_TLSRPT_FROM"}},
+		{name: "DNS timeout of a nanosecond", env: map[string]string{"SEALGATE_DNS_TIMEOUT": "1ns"}, want: []string{"SEALGATE_DNS_TIMEOUT", "at least 100ms"}},
+		{name: "admin host with a space", env: map[string]string{"SEALGATE_ADMIN_HOSTS": "a b"}, want: []string{"SEALGATE_ADMIN_HOSTS", "not a host name"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.env["SEALGATE_HOSTNAME"] = "gw.example.test"
+			if _, ok := tc.env["SEALGATE_HOSTNAME"]; !ok {
+				tc.env["SEALGATE_HOSTNAME"] = "gw.example.test"
+			}
 			_, err := parseConfig(tc.env)
 			if err == nil {
 				t.Fatal("parseConfig accepted a bad value")
