@@ -8,6 +8,7 @@ package localpolicy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -115,6 +116,16 @@ func (l *Live) read() (*Policy, []string, error) {
 	return parse(l.file, bytes.NewReader(data))
 }
 
+// ErrEmptyFile is the reload of a policy file with no bytes at all while
+// a table with entries is in force.
+var ErrEmptyFile = errors.New("the policy file is empty (still being written?); to remove every entry, leave a comment line in it")
+
+// fileEmpty reports whether the policy file has no bytes at all.
+func (l *Live) fileEmpty() bool {
+	fi, err := os.Stat(l.file)
+	return err == nil && fi.Size() == 0
+}
+
 // Reload reads the policy file and its tafiles now (SIGHUP) and puts the
 // new table in force. On error the table in force stays, and the error
 // is logged and returned. A nil *Live does nothing.
@@ -134,6 +145,13 @@ func (l *Live) reload(force bool) error {
 	p, tafiles, err := l.read()
 	l.tafiles = tafiles
 	l.syncDirs()
+	old := l.cur.Load()
+	if err == nil && p.Len() == 0 && old.Len() > 0 && l.fileEmpty() {
+		// A file rewritten in place is empty between its truncation
+		// and its new content: taken as it is, every destination
+		// would lose its entry at once (a pinned domain its pin).
+		err = ErrEmptyFile
+	}
 	if err != nil {
 		if force || err.Error() != l.lastErr {
 			l.log().Error("local policy: reload failed; keeping the table in force", "file", l.file, "err", err)
@@ -142,7 +160,6 @@ func (l *Live) reload(force bool) error {
 		return err
 	}
 	l.lastErr = ""
-	old := l.cur.Load()
 	if !force && old.equal(p) {
 		return nil
 	}

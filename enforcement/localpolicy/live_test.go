@@ -315,3 +315,35 @@ func TestPolicyEqual(t *testing.T) {
 		})
 	}
 }
+
+// TestLiveEmptyFileKeepsTheTable: a file rewritten in place is empty
+// between its truncation and its new content. Taken as it is, every
+// destination would lose its entry, a pinned domain its pin; the table in
+// force stays until the file has content. A file with nothing but a
+// comment is an empty table, taken.
+func TestLiveEmptyFileKeepsTheTable(t *testing.T) {
+	l, file, buf := loadLive(t, "x.test secure\n")
+	writeFile(t, file, "")
+	if err := l.Reload(); !errors.Is(err, ErrEmptyFile) {
+		t.Fatalf("Reload of an empty file = %v, want ErrEmptyFile", err)
+	}
+	if got := level(l, "x.test"); got != LevelSecure {
+		t.Fatalf("level in force %s after an empty file, want secure", got)
+	}
+	if !strings.Contains(buf.String(), "keeping the table in force") {
+		t.Errorf("log lacks the refusal:\n%s", buf.String())
+	}
+	writeFile(t, file, "# no entries\n")
+	if err := l.Reload(); err != nil {
+		t.Fatalf("Reload of a file with a comment only: %v", err)
+	}
+	if n := l.cur.Load().Len(); n != 0 {
+		t.Fatalf("%d entries in force, want none", n)
+	}
+	// An empty file at start is an empty table.
+	empty := filepath.Join(t.TempDir(), "tls_policy")
+	writeFile(t, empty, "")
+	if l, err := LoadLive(empty, nil); err != nil || l.cur.Load().Len() != 0 {
+		t.Fatalf("LoadLive of an empty file: %v", err)
+	}
+}
