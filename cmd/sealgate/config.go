@@ -16,6 +16,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"sealgate/enforcement"
+	"sealgate/enforcement/dnsname"
 	"sealgate/proxy"
 )
 
@@ -368,24 +369,5 @@ func environ() map[string]string {
 	return m
 }
 
-// hostName reports whether s is a host name: dot-separated labels of
-// letters, digits and hyphens (not first or last), each of 1 to 63
-// octets, 253 in all, with an optional final dot.
-func hostName(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(s, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := range len(l) {
-			ch := l[i]
-			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
+// hostName reports whether s is a host name (a final dot allowed).
+func hostName(s string) bool { return dnsname.ValidHostname(strings.TrimSuffix(s, ".")) }
