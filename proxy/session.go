@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"golang.org/x/net/idna"
 
 	"sealgate/enforcement"
 	"sealgate/enforcement/dnsname"
@@ -252,6 +253,16 @@ func recipientDomain(addr string) (string, bool) {
 		// authenticated: refuse them rather than deliver unverified.
 		return "", false
 	}
+	if !isASCII(d) {
+		// An internationalized domain (RFC 6531) is looked up, and its
+		// policies found, by its A-labels (RFC 5891 §5); the address
+		// itself goes on as the client wrote it.
+		a, err := idna.Lookup.ToASCII(d)
+		if err != nil {
+			return "", false
+		}
+		d = a
+	}
 	for _, l := range strings.Split(d, ".") {
 		if l == "" || len(l) > 63 {
 			return "", false
@@ -264,4 +275,13 @@ func newID() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -306,3 +306,25 @@ func TestLaterEHLONameInReceived(t *testing.T) {
 		t.Fatalf("MX got %+v, want one message whose Received header names second.legacy.test", msgs)
 	}
 }
+
+// TestRecipientDomainIDN: an internationalized recipient domain is routed
+// by its A-labels (RFC 5891 §5): looked up raw, its UTF-8 bytes made a
+// question no resolver answers as asked, and the message was deferred
+// for ever. A name IDNA refuses is a bad address.
+func TestRecipientDomainIDN(t *testing.T) {
+	for _, tc := range []struct {
+		addr, want string
+		ok         bool
+	}{
+		{addr: "b@bücher.test", want: "xn--bcher-kva.test", ok: true},
+		{addr: "b@BÜCHER.Test.", want: "xn--bcher-kva.test", ok: true},
+		{addr: "b@xn--bcher-kva.test", want: "xn--bcher-kva.test", ok: true},
+		{addr: "b@example.test", want: "example.test", ok: true},
+		{addr: "b@a\u200db.test", ok: false}, // a joiner IDNA does not allow there
+	} {
+		got, ok := recipientDomain(tc.addr)
+		if ok != tc.ok || (ok && got != tc.want) {
+			t.Errorf("recipientDomain(%q) = %q, %v; want %q, %v", tc.addr, got, ok, tc.want, tc.ok)
+		}
+	}
+}
