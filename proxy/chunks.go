@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"io"
 	"reflect"
 
 	"github.com/emersion/go-smtp"
@@ -53,18 +52,6 @@ func announcedBytes(c *smtp.Conn) (int64, bool) {
 		return 0, false
 	}
 	return reflect.ValueOf(c).Elem().FieldByIndex(announcedField).Int(), true
-}
-
-// countingReader counts the bytes read from r.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // chunksWhole is the end-of-message check of a BDAT message: Data must

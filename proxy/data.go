@@ -194,8 +194,10 @@ func (ss *session) Data(r io.Reader) error {
 		return err
 	}
 	defer ss.endData(t, run)
-	raw := &countingReader{r: r}
-	check := newBodyReader(raw)
+	// body renews the read deadline and counts the bytes go-smtp hands
+	// over; the check reads through it.
+	body := &renewingReader{r: r, conn: ss.clientNC, timeout: ss.s.opts.DataTimeout}
+	check := newBodyReader(body)
 	// On a plaintext session the raw bytes show what go-smtp's DATA
 	// reader hides: a line starting with a dot and a bare CR (dotcr.go).
 	// BDAT chunks reach Data as they were sent: the body check sees all.
@@ -219,12 +221,11 @@ func (ss *session) Data(r io.Reader) error {
 		// BDAT only: go-smtp takes a stream ended inside the LAST chunk
 		// for its end (DATA's reader reports it as an error).
 		if run.pipe != nil {
-			return chunksWhole(ss.conn, raw.n)
+			return chunksWhole(ss.conn, body.n)
 		}
 		return nil
 	}
-	body := &renewingReader{r: check, conn: ss.clientNC, timeout: ss.s.opts.DataTimeout}
-	var in io.Reader = body
+	var in io.Reader = check
 	if t.up == nil {
 		if in, err = t.openPending(run, in); err != nil {
 			t.log.Info("conditional recipients deferred", "reason", err.Error())

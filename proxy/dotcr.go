@@ -28,7 +28,7 @@ type dotCRScanner struct {
 	off     bool
 	pos     int64   // bytes scanned
 	tail    []byte  // the last bytes scanned, at most 3
-	classed int64   // start of the last line classified, -1 for none
+	classed int64   // start of the last line classified (a start is never 0)
 	hits    []int64 // starts of ".\r" lines not yet charged
 	ends    []dotEnd
 	// owed is the DATA messages whose Data returned before their end:
@@ -57,9 +57,6 @@ func (s *dotCRScanner) scan(p []byte) {
 	defer s.mu.Unlock()
 	if s.off {
 		return
-	}
-	if s.pos == 0 {
-		s.classed = -1
 	}
 	// The boundary: a line that starts in the tail is decided here (or,
 	// with fewer new bytes than it needs, stays in the tail).
