@@ -41,10 +41,9 @@ type session struct {
 	clientNC net.Conn
 
 	// helo is the client's EHLO or HELO name; a transaction takes it at
-	// MAIL (Data reads it there). badHelo is a later name that checkHelo
-	// refused (heloErr): MAIL is refused until a valid one comes.
+	// MAIL (Data reads it there). heloErr refuses a later name: MAIL is
+	// refused with it until a valid one comes.
 	helo    string
-	badHelo string
 	heloErr *smtp.SMTPError
 
 	// mu guards tx and run, the message being received (see data.go).
@@ -211,11 +210,9 @@ func (ss *session) Reset() {
 	// go-smtp calls Reset for a later EHLO or HELO too (RFC 5321 §4.1.4:
 	// as if RSET), with Hostname already the new name, and calls
 	// NewSession, where the first name was checked, only once.
-	if name := ss.conn.Hostname(); name != ss.helo && name != ss.badHelo {
-		if r := checkHelo(name); r != nil {
-			ss.badHelo, ss.heloErr = name, r
-		} else {
-			ss.helo, ss.badHelo, ss.heloErr = name, "", nil
+	if name := ss.conn.Hostname(); name != ss.helo {
+		if ss.heloErr = checkHelo(name); ss.heloErr == nil {
+			ss.helo = name
 		}
 	}
 }
