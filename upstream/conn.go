@@ -267,8 +267,8 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// deadlineConn sets a write deadline before every write: go-smtp's client
-// writes the message body with none.
+// deadlineConn sets a write deadline before every write (go-smtp's client
+// writes the message body with none) and reads one byte at a time.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
@@ -280,6 +280,20 @@ type writeError struct{ err error }
 
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
+
+// Read reads at most one byte. Everything that reads replies (go-smtp's
+// client, and Data and Reset here) reads through the connection, and
+// none may read ahead of the reply it reads: bytes an MX sent unasked
+// then stay in the connection, where waiting finds them before it is
+// pooled, instead of in a reader's buffer, from where they would answer
+// the next command. The bytes come from the TLS layer's buffer, so this
+// costs a call per byte of a reply, not a system call.
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return c.Conn.Read(p)
+}
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/textproto"
 	"strings"
 	"time"
@@ -22,8 +21,8 @@ import (
 // sealgate sends DATA itself, on the connection under go-smtp's client:
 // the client's dot-stuffer writes a body one byte at a time, the largest
 // cost of a big message. Between commands the client's buffers are empty
-// (it does not pipeline), and the replies here are read without reading
-// ahead, so the client finds the connection as it left it.
+// (it does not pipeline, and reads no reply ahead: see deadlineConn), so
+// the client finds the connection as it left it.
 func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
 	c.wire.SetDeadline(time.Now().Add(c.client.CommandTimeout))
 	if _, err := io.WriteString(c.wire, "DATA\r\n"); err != nil {
@@ -80,7 +79,7 @@ func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
 // treated as lost, so that the client never takes it for an answer to
 // its message.
 func (c *Conn) reply(want int) (int, string, error) {
-	tr := textproto.NewReader(bufio.NewReaderSize(byteReader{c.wire}, 16))
+	tr := textproto.NewReader(bufio.NewReaderSize(c.wire, 16)) // one byte a read
 	code, msg, err := tr.ReadResponse(want)
 	var te *textproto.Error
 	if errors.As(err, &te) {
@@ -96,17 +95,6 @@ func (c *Conn) reply(want int) (int, string, error) {
 		return 0, "", &smtp.SMTPError{Code: te.Code, EnhancedCode: enh, Message: text}
 	}
 	return code, msg, err
-}
-
-// byteReader reads one byte at a time, so that a reply is read without
-// reading ahead into what go-smtp's client reads next.
-type byteReader struct{ c net.Conn }
-
-func (b byteReader) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	return b.c.Read(p[:1])
 }
 
 // dotWriter writes a message in the DATA framing of RFC 5321 §4.5.2, a

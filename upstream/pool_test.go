@@ -158,7 +158,7 @@ func TestPoolBounds(t *testing.T) {
 		for _, c := range open {
 			c.Release()
 		}
-		time.Sleep(200 * time.Millisecond)
+		d.Pool.wg.Wait()
 		if n := d.Pool.Idle(); n != 2 {
 			t.Fatalf("%d idle connections, want the bound 2", n)
 		}
@@ -195,7 +195,7 @@ func TestPoolDropsWhatFailed(t *testing.T) {
 	}
 	c.Abort()
 	c.Release()
-	time.Sleep(100 * time.Millisecond)
+	d.Pool.wg.Wait()
 	if d.Pool.Idle() != 0 {
 		t.Fatal("an aborted connection was pooled")
 	}
@@ -264,6 +264,12 @@ func TestResumedSessionIsJudged(t *testing.T) {
 // after it. Such a connection is never pooled: the next transaction gets
 // a new one and the right replies.
 func TestPoolDropsOutOfStepConnection(t *testing.T) {
+	for _, twice := range []string{"RSET", "RCPT", "MAIL"} {
+		t.Run(twice+" answered twice", func(t *testing.T) { testPoolDropsOutOfStep(t, twice) })
+	}
+}
+
+func testPoolDropsOutOfStep(t *testing.T, twice string) {
 	ca := certstest.NewCA(t, "root")
 	cert := ca.Leaf("mx.example.test")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -278,16 +284,40 @@ func TestPoolDropsOutOfStepConnection(t *testing.T) {
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			go scriptedMX(c, &cert)
+			// Only the first connection answers twice.
+			if conns.Add(1) == 1 {
+				go scriptedMX(c, &cert, twice)
+			} else {
+				go scriptedMX(c, &cert, "-")
+			}
 		}
 	}()
 	d := deliverer(ca)
 	d.Pool = &Pool{}
 	t.Cleanup(d.Pool.Close)
 	r := route("example.test", hostAt(t, "mx.example.test", l.Addr().String(), enforcement.Requirement{}))
-	first := send(t, d, r, "one")
-	time.Sleep(200 * time.Millisecond) // the release runs in the background
+	// The first transaction sees the extra reply where it is: after
+	// RSET (the message went through), or in place of the reply to
+	// DATA (the connection is lost, the message not acknowledged).
+	first, err := d.Open(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Mail("a@example.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Rcpt("b@example.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	final, err := first.Data(nil, strings.NewReader("Subject: one\r\n\r\nx\r\n"))
+	if f, lost := enforcement.AsFailure(err); lost && f.Kind == enforcement.KindLost {
+		first.Close()
+	} else if err != nil || final.Code != 250 {
+		t.Fatalf("first message: final %v, %v; want 250 or the connection lost", final, err)
+	} else {
+		first.Release()
+	}
+	d.Pool.wg.Wait() // the release runs in the background
 	if n := d.Pool.Idle(); n != 0 {
 		t.Fatalf("%d connections pooled, want none: a reply is waiting on it", n)
 	}
@@ -309,13 +339,22 @@ func TestPoolDropsOutOfStepConnection(t *testing.T) {
 }
 
 // scriptedMX serves one connection line by line: STARTTLS, then MAIL,
-// RCPT (550 for unknown@), DATA, and RSET answered twice in one write.
-func scriptedMX(raw net.Conn, cert *tls.Certificate) {
+// RCPT (550 for unknown@), DATA and RSET, answering the first command
+// named twice twice in one write.
+func scriptedMX(raw net.Conn, cert *tls.Certificate, twice string) {
 	defer raw.Close()
 	raw.SetDeadline(time.Now().Add(10 * time.Second))
 	var c net.Conn = raw
 	br := bufio.NewReader(c)
+	doubled := false
 	say := func(s string) { io.WriteString(c, s) }
+	reply := func(cmd, s string) {
+		if strings.HasPrefix(cmd, twice) && !doubled {
+			doubled = true
+			s += s[:4] + "2.0.0 stale\r\n"
+		}
+		say(s)
+	}
 	say("220 mx.example.test ESMTP\r\n")
 	for {
 		line, err := br.ReadString('\n')
@@ -338,12 +377,12 @@ func scriptedMX(raw net.Conn, cert *tls.Certificate) {
 			}
 			c, br = tc, bufio.NewReader(tc)
 		case strings.HasPrefix(cmd, "MAIL"):
-			say("250 2.1.0 ok\r\n")
+			reply(cmd, "250 2.1.0 ok\r\n")
 		case strings.HasPrefix(cmd, "RCPT"):
 			if strings.Contains(cmd, "UNKNOWN@") {
 				say("550 5.1.1 no such user\r\n")
 			} else {
-				say("250 2.1.5 ok\r\n")
+				reply(cmd, "250 2.1.5 ok\r\n")
 			}
 		case cmd == "DATA":
 			say("354 go ahead\r\n")
@@ -358,7 +397,7 @@ func scriptedMX(raw net.Conn, cert *tls.Certificate) {
 			}
 			say("250 2.0.0 queued\r\n")
 		case cmd == "RSET":
-			say("250 2.0.0 ok\r\n250 2.0.0 stale\r\n")
+			reply(cmd, "250 2.0.0 ok\r\n")
 		case cmd == "QUIT":
 			say("221 2.0.0 bye\r\n")
 			return
