@@ -73,9 +73,16 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if err == io.EOF && b.cr {
 		return b.fail(n, "bare CR")
 	}
-	if err == io.EOF && b.atEOF != nil {
-		if b.err = b.atEOF(); b.err != nil {
-			return n, b.err
+	if err == io.EOF {
+		// The end is judged once: a reader above may read again after
+		// an EOF (bufio clears it), and atEOF consumes state (the
+		// dot-CR scanner's end of the message).
+		b.err = io.EOF
+		if b.atEOF != nil {
+			if e := b.atEOF(); e != nil {
+				b.err = e
+				return n, e
+			}
 		}
 	}
 	return n, err

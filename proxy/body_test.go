@@ -269,3 +269,31 @@ func FuzzDotCRScannerChunks(f *testing.F) {
 		}
 	})
 }
+
+// TestBodyReaderJudgesTheEndOnce: a reader above may read again after an
+// EOF (bufio clears it, as readHeader's does for a message without a
+// blank line); the end of the message is judged once, and the answer
+// stays.
+func TestBodyReaderJudgesTheEndOnce(t *testing.T) {
+	calls := 0
+	b := newBodyReader(strings.NewReader("Subject: only a header\r\n"))
+	b.atEOF = func() error { calls++; return nil }
+	if _, err := io.ReadAll(b); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if n, err := b.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+			t.Fatalf("read after the end: %d, %v; want 0, EOF", n, err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("the end was judged %d times, want once", calls)
+	}
+	refused := errors.New("refused")
+	b = newBodyReader(strings.NewReader("x\r\n"))
+	b.atEOF = func() error { calls++; return refused }
+	io.ReadAll(b)
+	if _, err := b.Read(make([]byte, 8)); err != refused {
+		t.Fatalf("read after a refused end: %v, want the refusal again", err)
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"sync"
+	"sync/atomic"
 )
 
 // dotCRScanner watches the raw bytes a client sends for a line that starts
@@ -24,8 +25,8 @@ import (
 // a command, or inside a BDAT chunk, would shift that order: a client that
 // sends such garbage may see its neighbour judged by its bytes.)
 type dotCRScanner struct {
+	off     atomic.Bool
 	mu      sync.Mutex
-	off     bool
 	pos     int64   // bytes scanned
 	tail    []byte  // the last bytes scanned, at most 3
 	classed int64   // start of the last line classified (a start is never 0)
@@ -53,11 +54,11 @@ func (s *dotCRScanner) scan(p []byte) {
 	if len(p) == 0 {
 		return
 	}
+	if s.off.Load() {
+		return // every read of a TLS session: no lock
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.off {
-		return
-	}
 	// The boundary: a line that starts in the tail is decided here (or,
 	// with fewer new bytes than it needs, stays in the tail).
 	var edge [6]byte
@@ -110,8 +111,9 @@ func appendBounded[T any](list []T, v T) []T {
 
 // stop switches the scanner off: the bytes are no longer plaintext.
 func (s *dotCRScanner) stop() {
+	s.off.Store(true)
 	s.mu.Lock()
-	s.off, s.hits, s.ends, s.tail = true, nil, nil, nil
+	s.hits, s.ends, s.tail = nil, nil, nil
 	s.mu.Unlock()
 }
 
@@ -119,11 +121,11 @@ func (s *dotCRScanner) stop() {
 // read its end: it reports whether a line starting with a dot and a bare
 // CR lies in that body.
 func (s *dotCRScanner) endMessage() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.off {
+	if s.off.Load() {
 		return false
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for ; s.owed > 0 && len(s.ends) > 0; s.owed-- {
 		s.from, s.ends = s.ends[0].end, s.ends[1:]
 	}

@@ -128,8 +128,7 @@ func parseSockaddr(b []byte) (netip.AddrPort, error) {
 type interceptConn struct {
 	net.Conn
 	dst  netip.AddrPort // zero when not intercepted
-	how  string
-	own  OwnSockets // nil: no check
+	own  OwnSockets     // nil: no check
 	s    *Server
 	once sync.Once
 	loop bool
@@ -216,12 +215,9 @@ func withOriginalDst(l *slog.Logger, c net.Conn) *slog.Logger {
 // intercept wraps an accepted connection for the interception log, the
 // metric and the loop check.
 func (s *Server) intercept(c net.Conn, listenAddr net.Addr) net.Conn {
-	ic := &interceptConn{Conn: c, s: s}
-	if s.opts.OwnSockets != nil {
-		ic.own = s.opts.OwnSockets
-	}
+	ic := &interceptConn{Conn: c, s: s, own: s.opts.OwnSockets}
 	if dst, how, ok := interception(c, listenAddr); ok {
-		ic.dst, ic.how = dst, how
+		ic.dst = dst
 		if s.opts.Intercepts != nil {
 			s.opts.Intercepts.ConnectionIntercepted(how)
 		}

@@ -149,7 +149,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		opts = &o
 	}
 	if opts != nil && opts.RequireTLS {
-		if _, ok := ss.conn.TLSConnectionState(); !ok {
+		if ss.inTLS == nil {
 			// go-smtp accepts the parameter over cleartext (RFC 8689 §4.1).
 			return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 10}, Message: "REQUIRETLS needs STARTTLS first"}
 		}
