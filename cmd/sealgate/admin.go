@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"sealgate/enforcement"
+	"sealgate/enforcement/dnsname"
 	"sealgate/enforcement/mtasts"
 	"sealgate/enforcement/store"
 )
@@ -197,9 +198,9 @@ func (o stsOps) purge(ctx context.Context, domain string) error {
 //     gateway's address (DNS rebinding) cannot read recipient domains and
 //     MX replies through a browser inside the network.
 func adminGuard(hostname string, hosts []string) func(http.Handler) http.Handler {
-	allowed := map[string]bool{"localhost": true, strings.ToLower(strings.TrimSuffix(hostname, ".")): true}
+	allowed := map[string]bool{"localhost": true, dnsname.Normalize(hostname): true}
 	for _, h := range hosts {
-		allowed[strings.ToLower(strings.TrimSuffix(h, "."))] = true
+		allowed[dnsname.Normalize(strings.TrimSpace(h))] = true
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -210,7 +211,7 @@ func adminGuard(hostname string, hosts []string) func(http.Handler) http.Handler
 				if h, _, err := net.SplitHostPort(host); err == nil {
 					host = h
 				}
-				host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+				host = dnsname.Normalize(strings.Trim(host, "[]"))
 				if _, err := netip.ParseAddr(host); err != nil && host != "" && !allowed[host] {
 					http.Error(w, `{"Error":"unknown host name; add it to SEALGATE_ADMIN_HOSTS"}`, http.StatusMisdirectedRequest)
 					return

@@ -200,7 +200,7 @@ func TestChangesOnlyFromLoopback(t *testing.T) {
 // whatever their Host.
 func TestAdminRefusesOtherSites(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
-	h := adminGuard("gw.example.test", []string{"sealgate-admin.mail.svc"})(ok)
+	h := adminGuard("gw.example.test", []string{"sealgate-admin.mail.svc", " Other.Name.test. "})(ok)
 	tests := []struct {
 		method, path, host, origin string
 		want                       int
@@ -217,6 +217,7 @@ func TestAdminRefusesOtherSites(t *testing.T) {
 		{method: "GET", path: "/", host: "localhost:9025", want: http.StatusOK},
 		{method: "GET", path: "/", host: "GW.example.test.", want: http.StatusOK},
 		{method: "GET", path: "/", host: "sealgate-admin.mail.svc:9025", want: http.StatusOK},
+		{method: "GET", path: "/", host: "other.name.test", want: http.StatusOK},
 		{method: "GET", path: "/metrics", host: "sealgate-admin.mail.svc.cluster.local:9025", want: http.StatusOK},
 		{method: "GET", path: "/healthz", host: "anything.test", want: http.StatusOK},
 		{method: "GET", path: "/readyz", host: "anything.test", want: http.StatusOK},

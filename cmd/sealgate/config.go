@@ -113,22 +113,22 @@ func parseConfig(environ map[string]string) (*Config, error) {
 		}
 		return fmt.Errorf("%s=%q is invalid%s; expected %s", name, value, why, form)
 	}
-	for _, a := range splitList(c.Listen) {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, bad("Listen", c.Listen, err.Error())
-		}
-		c.listen = append(c.listen, a)
+	if c.listen, err = hostPorts(c.Listen, 0); err != nil {
+		return nil, bad("Listen", c.Listen, err.Error())
 	}
 	if len(c.listen) == 0 {
 		return nil, bad("Listen", c.Listen, "no address")
 	}
-	for _, a := range splitList(c.TProxyListen) {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, bad("TProxyListen", c.TProxyListen, err.Error())
-		}
-		c.tproxy = append(c.tproxy, a)
+	if c.tproxy, err = hostPorts(c.TProxyListen, 0); err != nil {
+		return nil, bad("TProxyListen", c.TProxyListen, err.Error())
 	}
-	mark, err := strconv.ParseUint(strings.TrimSpace(c.UpstreamMark), 0, 32)
+	// Decimal, or hexadecimal after 0x (ParseUint's base 0 would also
+	// take 010 for 8).
+	markText, base := strings.TrimSpace(c.UpstreamMark), 10
+	if h, ok := strings.CutPrefix(strings.ToLower(markText), "0x"); ok {
+		markText, base = h, 16
+	}
+	mark, err := strconv.ParseUint(markText, base, 32)
 	if err != nil {
 		return nil, bad("UpstreamMark", c.UpstreamMark, "")
 	}
@@ -143,8 +143,8 @@ func parseConfig(environ map[string]string) (*Config, error) {
 	if !hostName(c.Hostname) {
 		return nil, bad("Hostname", c.Hostname, "not a host name (letters, digits, hyphens and dots)")
 	}
-	for _, h := range c.AdminHosts {
-		if !hostName(strings.TrimSpace(h)) {
+	for i, h := range c.AdminHosts {
+		if c.AdminHosts[i] = dnsname.Normalize(strings.TrimSpace(h)); !hostName(c.AdminHosts[i]) {
 			return nil, bad("AdminHosts", strings.Join(c.AdminHosts, ","), "not a host name: "+strconv.Quote(h))
 		}
 	}
@@ -161,20 +161,8 @@ func parseConfig(environ map[string]string) (*Config, error) {
 	if strings.TrimSpace(c.AllowedNetworks) != "" && len(c.networks) == 0 {
 		return nil, bad("AllowedNetworks", c.AllowedNetworks, "no prefix in the list")
 	}
-	for _, r := range splitList(c.DNSResolver) {
-		_, port, err := net.SplitHostPort(r)
-		if err == nil {
-			if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
-				err = fmt.Errorf("port %q is not 1 to 65535", port)
-			}
-		}
-		if err != nil {
-			return nil, bad("DNSResolver", c.DNSResolver, err.Error())
-		}
-		c.resolvers = append(c.resolvers, r)
-	}
-	if strings.TrimSpace(c.DNSResolver) != "" && len(c.resolvers) == 0 {
-		return nil, bad("DNSResolver", c.DNSResolver, "no address in the list")
+	if c.resolvers, err = hostPorts(c.DNSResolver, 1); err != nil {
+		return nil, bad("DNSResolver", c.DNSResolver, err.Error())
 	}
 	if c.DNSCacheSize < 0 {
 		return nil, bad("DNSCacheSize", strconv.Itoa(c.DNSCacheSize), "")
@@ -281,10 +269,13 @@ func parseLimits(c *Config, environ map[string]string) (proxy.Limits, error) {
 			return l, bad(field, n)
 		}
 	}
-	for field, d := range map[string]time.Duration{"SessionIdleTimeout": c.SessionIdleTimeout, "AuthFailureDelay": c.AuthFailureDelay, "AuthLockout": c.AuthLockout} {
+	for field, d := range map[string]time.Duration{"AuthFailureDelay": c.AuthFailureDelay, "AuthLockout": c.AuthLockout} {
 		if d <= 0 {
 			return l, bad(field, d)
 		}
+	}
+	if c.SessionIdleTimeout < 100*time.Millisecond { // would cut every session
+		return l, bad("SessionIdleTimeout", c.SessionIdleTimeout)
 	}
 	if c.ReservedConns < 0 || c.ReservedConns >= c.MaxConnections {
 		return l, bad("ReservedConns", c.ReservedConns)
@@ -367,6 +358,27 @@ func environ() map[string]string {
 		m[k] = v
 	}
 	return m
+}
+
+// hostPorts splits a comma-separated list of host:port addresses whose
+// ports are numbers from minPort to 65535 (0: any free port, for a
+// listener). A list that is not blank but holds no address is an error.
+func hostPorts(list string, minPort int) ([]string, error) {
+	var out []string
+	for _, a := range splitList(list) {
+		_, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, err
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < minPort || n > 65535 {
+			return nil, fmt.Errorf("port %q is not %d to 65535", port, minPort)
+		}
+		out = append(out, a)
+	}
+	if strings.TrimSpace(list) != "" && len(out) == 0 {
+		return nil, errors.New("no address in the list")
+	}
+	return out, nil
 }
 
 // hostName reports whether s is a host name (a final dot allowed).

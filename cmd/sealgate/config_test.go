@@ -85,6 +85,10 @@ func TestParseConfigErrorsNameTheVariable(t *testing.T) {
 		{name: "report sender with two @", env: map[string]string{"SEALGATE_TLSRPT_FROM": "a@b@c"}, want: []string{"SEALGATE_TLSRPT_FROM"}},
 		{name: "DNS timeout of a nanosecond", env: map[string]string{"SEALGATE_DNS_TIMEOUT": "1ns"}, want: []string{"SEALGATE_DNS_TIMEOUT", "at least 100ms"}},
 		{name: "admin host with a space", env: map[string]string{"SEALGATE_ADMIN_HOSTS": "a b"}, want: []string{"SEALGATE_ADMIN_HOSTS", "not a host name"}},
+		{name: "tproxy port not a number", env: map[string]string{"SEALGATE_TPROXY_LISTEN": ":abc"}, want: []string{"SEALGATE_TPROXY_LISTEN", "0 to 65535"}},
+		{name: "tproxy list without an address", env: map[string]string{"SEALGATE_TPROXY_LISTEN": ","}, want: []string{"SEALGATE_TPROXY_LISTEN", "no address"}},
+		{name: "listen port too large", env: map[string]string{"SEALGATE_LISTEN": ":99999"}, want: []string{"SEALGATE_LISTEN", "0 to 65535"}},
+		{name: "idle timeout of a nanosecond", env: map[string]string{"SEALGATE_SESSION_IDLE_TIMEOUT": "1ns"}, want: []string{"SEALGATE_SESSION_IDLE_TIMEOUT"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

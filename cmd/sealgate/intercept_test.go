@@ -22,6 +22,8 @@ func TestParseInterceptionConfig(t *testing.T) {
 		{name: "defaults", env: map[string]string{}, wantMark: 0},
 		{name: "decimal mark", env: map[string]string{"SEALGATE_UPSTREAM_MARK": "37"}, wantMark: 37},
 		{name: "hexadecimal mark", env: map[string]string{"SEALGATE_UPSTREAM_MARK": "0x25"}, wantMark: 0x25},
+		{name: "leading zero is decimal, not octal", env: map[string]string{"SEALGATE_UPSTREAM_MARK": "010"}, wantMark: 10},
+		{name: "binary prefix refused", env: map[string]string{"SEALGATE_UPSTREAM_MARK": "0b11"}, wantErr: []string{"SEALGATE_UPSTREAM_MARK"}},
 		{name: "largest mark", env: map[string]string{"SEALGATE_UPSTREAM_MARK": "4294967295"}, wantMark: 4294967295},
 		{name: "mark too large", env: map[string]string{"SEALGATE_UPSTREAM_MARK": "4294967296"}, wantErr: []string{"SEALGATE_UPSTREAM_MARK", "4294967296", "0x"}},
 		{name: "mark negative", env: map[string]string{"SEALGATE_UPSTREAM_MARK": "-1"}, wantErr: []string{"SEALGATE_UPSTREAM_MARK"}},
