@@ -370,8 +370,7 @@ func (c *Config) tlsrptDefaults(bad func(field, value, why string) error) error 
 	if c.TLSRPTFrom == "" {
 		c.TLSRPTFrom = "noreply-tlsrpt@" + c.Hostname
 	}
-	local, domain, ok := strings.Cut(c.TLSRPTFrom, "@")
-	if !ok || local == "" || !hostName(domain) || strings.ContainsAny(c.TLSRPTFrom, " \t\r\n<>,") {
+	if !tlsrpt.ValidAddress(c.TLSRPTFrom) {
 		return bad("TLSRPTFrom", c.TLSRPTFrom, "")
 	}
 	for _, f := range []struct{ field, v string }{{"TLSRPTOrg", c.TLSRPTOrg}, {"TLSRPTContact", c.TLSRPTContact}} {

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+
+	"sealgate/enforcement/dnsname"
 )
 
 // TXT record errors (RFC 8460 §3).
@@ -19,10 +22,10 @@ var (
 	ErrInvalidRecord = errors.New("tlsrpt: invalid record")
 )
 
-// Record is a parsed _smtp._tls TXT record.
 // MaxRUA is how many report URIs of a record are used, in its order.
 const MaxRUA = 5
 
+// Record is a parsed _smtp._tls TXT record.
 type Record struct {
 	// RUA are the report URIs with a scheme sealgate uses (mailto,
 	// https), in the record's order, each once, at most MaxRUA.
@@ -98,7 +101,7 @@ func ParseRecord(txts []string) (*Record, error) {
 				}
 				pu.Scheme = "mailto"
 			case "https":
-				if pu.Host == "" || pu.User != nil {
+				if pu.Host == "" || pu.User != nil || !validPort(pu.Port()) {
 					return bad("rua URI %q", u)
 				}
 				pu.Scheme = "https"
@@ -135,10 +138,33 @@ func MailtoAddress(u *url.URL) string {
 	return addr
 }
 
-func validMailto(u *url.URL) bool {
-	addr := MailtoAddress(u)
+// validPort: none (443), or a number from 1 to 65535.
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && p[0] != '0'
+}
+
+func validMailto(u *url.URL) bool { return ValidAddress(MailtoAddress(u)) }
+
+// ValidAddress reports whether addr is a mail address sealgate writes in
+// a header field and a command as it is: a local part of 1 to 64
+// printable ASCII characters other than <>,"@ and a domain of at least
+// two LDH labels (no address literal, no localhost, nothing a hostile
+// record could smuggle a control character or a header into).
+func ValidAddress(addr string) bool {
 	local, domain, ok := strings.Cut(addr, "@")
-	return ok && local != "" && domain != "" && !strings.ContainsAny(addr, " \t\r\n<>,") && strings.Count(addr, "@") == 1
+	if !ok || local == "" || len(local) > 64 || !strings.Contains(domain, ".") || !dnsname.ValidHostname(domain) {
+		return false
+	}
+	for i := range len(local) {
+		if c := local[i]; c < 0x21 || c > 0x7e || strings.IndexByte(`<>,"@`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func validName(s string) bool {

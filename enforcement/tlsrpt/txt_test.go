@@ -26,6 +26,16 @@ func TestParseRecord(t *testing.T) {
 		{name: "at most MaxRUA URIs", txts: []string{"v=TLSRPTv1; rua=" + manyRUA(40)},
 			wantRUA: []string{"mailto:r0@example.test", "mailto:r1@example.test", "mailto:r2@example.test", "mailto:r3@example.test", "mailto:r4@example.test"}},
 		{name: "none", txts: []string{"v=spf1 -all"}, wantErr: ErrNoRecord},
+		// A record is the domain's to write: nothing in it may reach a
+		// header field or a command as a control byte, or aim at a
+		// port that is none.
+		{name: "mailto with an escaped NUL", txts: []string{"v=TLSRPTv1; rua=mailto:a@b.test%00"}, wantErr: ErrInvalidRecord},
+		{name: "mailto with a vertical tab", txts: []string{"v=TLSRPTv1; rua=mailto:a%0b@b.test"}, wantErr: ErrInvalidRecord},
+		{name: "mailto to a bad domain", txts: []string{"v=TLSRPTv1; rua=mailto:a@-x-"}, wantErr: ErrInvalidRecord},
+		{name: "mailto to an address literal", txts: []string{"v=TLSRPTv1; rua=mailto:a@[127.0.0.1]"}, wantErr: ErrInvalidRecord},
+		{name: "mailto to localhost", txts: []string{"v=TLSRPTv1; rua=mailto:a@localhost"}, wantErr: ErrInvalidRecord},
+		{name: "https to port 0", txts: []string{"v=TLSRPTv1; rua=https://r.example.test:0/x"}, wantErr: ErrInvalidRecord},
+		{name: "https to port 99999", txts: []string{"v=TLSRPTv1; rua=https://r.example.test:99999/x"}, wantErr: ErrInvalidRecord},
 		{name: "two records", txts: []string{"v=TLSRPTv1; rua=mailto:a@example.test", "v=TLSRPTv1; rua=mailto:b@example.test"}, wantErr: ErrMultipleRecords},
 		{name: "version not first", txts: []string{"rua=mailto:a@example.test; v=TLSRPTv1"}, wantErr: ErrNoRecord},
 		{name: "wrong version", txts: []string{"v=TLSRPTv2; rua=mailto:a@example.test"}, wantErr: ErrNoRecord},
