@@ -147,16 +147,23 @@ func validPort(p string) bool {
 	return err == nil && n >= 1 && n <= 65535 && p[0] != '0'
 }
 
-func validMailto(u *url.URL) bool { return ValidAddress(MailtoAddress(u)) }
+// validMailto: a report address a domain's record may name, with a
+// domain of at least two labels (not localhost, not a name of the local
+// network).
+func validMailto(u *url.URL) bool {
+	addr := MailtoAddress(u)
+	_, domain, _ := strings.Cut(addr, "@")
+	return ValidAddress(addr) && strings.Contains(domain, ".")
+}
 
 // ValidAddress reports whether addr is a mail address sealgate writes in
 // a header field and a command as it is: a local part of 1 to 64
-// printable ASCII characters other than <>,"@ and a domain of at least
-// two LDH labels (no address literal, no localhost, nothing a hostile
-// record could smuggle a control character or a header into).
+// printable ASCII characters other than <>,"@ and an LDH host name as
+// the domain (no address literal, nothing a control character or a
+// header could be smuggled into).
 func ValidAddress(addr string) bool {
 	local, domain, ok := strings.Cut(addr, "@")
-	if !ok || local == "" || len(local) > 64 || !strings.Contains(domain, ".") || !dnsname.ValidHostname(domain) {
+	if !ok || local == "" || len(local) > 64 || !dnsname.ValidHostname(domain) {
 		return false
 	}
 	for i := range len(local) {
