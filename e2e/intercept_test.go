@@ -331,6 +331,32 @@ func TestRouterNeverForwardsCleartextSMTP(t *testing.T) {
 	if got := n.mx4.Connections() + n.mx6.Connections(); got != 0 {
 		t.Errorf("the MX hosts saw %d connections", got)
 	}
+	// The refusals were the forward chain's, not a broken route: the
+	// drop rules counted them, and another port gets through.
+	if rules := n.gw.Run("nft", "list", "chain", "inet", "sealgate", "forward"); strings.Contains(rules, "dport 25 counter packets 0 ") || !strings.Contains(rules, "dport 25 counter packets") {
+		t.Errorf("the forward chain's port-25 drops did not count:\n%s", rules)
+	}
+	for _, target := range []string{"10.0.2.2:26", "[fd00:2::2]:26"} {
+		var l net.Listener
+		if err := n.inet.Do(func() error {
+			var err error
+			l, err = net.Listen("tcp", target)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		err := n.legacy.Do(func() error {
+			c, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		l.Close()
+		if err != nil {
+			t.Errorf("port 26 through the router: %v; the test network itself is broken", err)
+		}
+	}
 }
 
 func grepLines(s, sub string) string {
