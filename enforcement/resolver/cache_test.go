@@ -313,8 +313,7 @@ func TestCacheSharesConcurrentExchanges(t *testing.T) {
 				errs <- err
 			}()
 		}
-		waitFor(t, func() bool { return s.exchanges("example.test.", dns.TypeMX) >= 1 })
-		time.Sleep(20 * time.Millisecond) // the other callers join
+		waitFor(t, func() bool { return r.Waiters("example.test.", dns.TypeMX) == callers })
 		close(s.gate)
 		for range callers {
 			if err := <-errs; err != nil {
@@ -341,8 +340,7 @@ func TestCacheSharesConcurrentExchanges(t *testing.T) {
 			})
 		}
 		started.Wait()
-		waitFor(t, func() bool { return s.exchanges("example.test.", dns.TypeMX) >= 1 })
-		time.Sleep(100 * time.Millisecond) // the other callers join
+		waitFor(t, func() bool { return r.Waiters("example.test.", dns.TypeMX) == 4 })
 		close(s.gate)
 		wg.Wait()
 		if n := s.exchanges("example.test.", dns.TypeMX); n != 1 {
@@ -373,7 +371,7 @@ func TestCacheSharesConcurrentExchanges(t *testing.T) {
 			_, err := r.LookupMX(context.Background(), "example.test")
 			second <- err
 		}()
-		time.Sleep(20 * time.Millisecond)
+		waitFor(t, func() bool { return r.Waiters("example.test.", dns.TypeMX) == 2 })
 		cancel()
 		if err := <-first; !errors.Is(err, context.Canceled) || !errors.Is(err, enforcement.ErrDNSTemporary) {
 			t.Fatalf("the caller that gave up got %v", err)
