@@ -66,7 +66,9 @@ func ParseTXT(records []string) (string, error) {
 	case 1:
 		id, err := parseSTSRecord(found[0])
 		if err != nil {
-			return "", fmt.Errorf("%w in %q", err, found[0])
+			// A domain's record may be long (64 KiB): quote a bounded part
+			// in the logs and the TLS-RPT failure reason.
+			return "", fmt.Errorf("%w in %q", err, quoteBounded(found[0]))
 		}
 		return id, nil
 	default:
@@ -151,6 +153,14 @@ func parseSTSRecord(r string) (string, error) {
 func cut(s string) string {
 	if len(s) > 16 {
 		return s[:16] + "..."
+	}
+	return s
+}
+
+// quoteBounded is s, or its first 256 bytes and a count of the rest.
+func quoteBounded(s string) string {
+	if len(s) > 256 {
+		return fmt.Sprintf("%s... (%d bytes more)", s[:256], len(s)-256)
 	}
 	return s
 }

@@ -3,6 +3,7 @@ package mtasts
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -113,5 +114,19 @@ func TestLookupID(t *testing.T) {
 				t.Fatalf("LookupID = %q, %v; want %q", id, err, tc.wantID)
 			}
 		})
+	}
+}
+
+// TestParseTXTQuotesABoundedPart: a malformed record is quoted in the
+// error (the log line, the TLS-RPT failure reason) up to 256 bytes; the
+// domain writes it and may make it 64 KiB long.
+func TestParseTXTQuotesABoundedPart(t *testing.T) {
+	long := "v=STSv1; id=" + strings.Repeat("x", 100) + "; bad=" + strings.Repeat("\x01", 60000)
+	_, err := ParseTXT([]string{long})
+	if !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("err = %v, want ErrInvalidRecord", err)
+	}
+	if n := len(err.Error()); n > 1500 || !strings.Contains(err.Error(), "bytes more") {
+		t.Fatalf("error of %d bytes: %.200q", n, err.Error())
 	}
 }
