@@ -141,9 +141,17 @@ func (c *Conn) Close() error {
 	if c.broken.Load() {
 		return c.client.Close()
 	}
-	err := c.client.Quit()
+	return quit(c.client)
+}
+
+// quit says QUIT and closes, waiting for the reply no longer than
+// quitTimeout: an MX that does not answer it holds nothing of ours, and
+// the next host, or the shutdown, must not wait a command timeout for it.
+func quit(client *smtp.Client) error {
+	client.CommandTimeout = quitTimeout
+	err := client.Quit()
 	if err != nil {
-		c.client.Close()
+		client.Close()
 	}
 	return err
 }

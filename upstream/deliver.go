@@ -234,9 +234,7 @@ func (d *Deliverer) attempt(ctx context.Context, route *enforcement.Route, h enf
 	if ok, _ := client.Extension("REQUIRETLS"); route.REQUIRETLS && !ok {
 		// RFC 8689 §4.2.1: QUIT without sending the message; the
 		// next host may support it.
-		if err := client.Quit(); err != nil {
-			client.Close()
-		}
+		quit(client)
 		return nil, fail(enforcement.KindRequireTLS, "", "MX does not advertise REQUIRETLS after STARTTLS", nil)
 	}
 	if route.Relay && d.RelayUsername != "" {

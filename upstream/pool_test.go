@@ -399,10 +399,49 @@ func scriptedMX(raw net.Conn, cert *tls.Certificate, twice string) {
 		case cmd == "RSET":
 			reply(cmd, "250 2.0.0 ok\r\n")
 		case cmd == "QUIT":
+			if twice == "silent QUIT" {
+				raw.SetDeadline(time.Now().Add(time.Minute))
+				io.Copy(io.Discard, br) // until the client closes
+				return
+			}
 			say("221 2.0.0 bye\r\n")
 			return
 		default:
 			say("500 5.5.1 what\r\n")
 		}
+	}
+}
+
+// TestCloseDoesNotWaitForASilentMX: an MX that does not answer QUIT holds
+// nothing of ours; the connection is closed after quitTimeout, not after
+// the command timeout (minutes), which the next host or the shutdown
+// would wait.
+func TestCloseDoesNotWaitForASilentMX(t *testing.T) {
+	ca := certstest.NewCA(t, "root")
+	cert := ca.Leaf("mx.example.test")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go scriptedMX(c, &cert, "silent QUIT")
+		}
+	}()
+	d := deliverer(ca)
+	d.CommandTimeout = time.Minute
+	c, err := d.Open(context.Background(), route("example.test", hostAt(t, "mx.example.test", l.Addr().String(), enforcement.Requirement{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.Close()
+	if took := time.Since(start); took > quitTimeout+5*time.Second {
+		t.Fatalf("Close waited %v for a silent MX, want about %v", took, quitTimeout)
 	}
 }
