@@ -78,8 +78,15 @@ func (c *Conn) Data(header []byte, r io.Reader) (*smtp.SMTPError, error) {
 // end of data) is a protocol error, never relayed: the connection is
 // treated as lost, so that the client never takes it for an answer to
 // its message.
+// maxReply bounds a reply read here (RFC 5321 §4.5.3.1.5 allows 512
+// bytes a line; a long multi-line reply is still far below this).
+const maxReply = 64 << 10
+
 func (c *Conn) reply(want int) (int, string, error) {
-	tr := textproto.NewReader(bufio.NewReaderSize(c.wire, 16)) // one byte a read
+	// One byte a read (see deadlineConn), at most maxReply bytes: an MX
+	// that sends continuation lines for ever is a lost connection, not
+	// a growing buffer.
+	tr := textproto.NewReader(bufio.NewReaderSize(io.LimitReader(c.wire, maxReply), 16))
 	code, msg, err := tr.ReadResponse(want)
 	var te *textproto.Error
 	if errors.As(err, &te) {

@@ -123,3 +123,24 @@ func TestCommandUnexpectedReplies(t *testing.T) {
 		t.Fatalf("RCPT answered 452: %v; want it relayed, the connection kept", err)
 	}
 }
+
+// TestDataEndlessReply: an MX that answers the end of data with
+// continuation lines past any sensible size is a lost connection; the
+// reply is not read into memory for as long as it goes on.
+func TestDataEndlessReply(t *testing.T) {
+	ca := certstest.NewCA(t, "root")
+	cert := ca.Leaf("mx.example.test")
+	mx := upstreamtest.NewMX(t, upstreamtest.MXOptions{Hostname: "mx.example.test", Certificate: &cert,
+		DataReply: &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: strings.Repeat("continued\n", 20000)}})
+	c, err := deliverer(ca).Open(context.Background(), route("example.test", hostAt(t, "mx.example.test", mx.Addr(), enforcement.Requirement{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Mail("a@example.test", nil)
+	c.Rcpt("b@example.test", nil)
+	final, err := c.Data(nil, strings.NewReader("Subject: s\r\n\r\nx\r\n"))
+	if f, ok := enforcement.AsFailure(err); final != nil || !ok || f.Kind != enforcement.KindLost {
+		t.Fatalf("a reply of %d KiB: final %v, err %v; want the connection lost", 20000*len("250-2.0.0 continued\r\n")>>10, final, err)
+	}
+}
